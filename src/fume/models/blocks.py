@@ -1,0 +1,257 @@
+"""Building blocks shared by every FUME model: the Fast-SCNN parts and the attention modules.
+
+All blocks are export-friendly: no Python branch on tensor values, shapes only.
+"""
+
+from __future__ import annotations
+
+import math
+from functools import lru_cache
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class ConvBNReLU(nn.Sequential):
+    """Convolution + batch norm (+ ReLU)."""
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int = 3,
+        stride: int = 1,
+        groups: int = 1,
+        relu: bool = True,
+    ) -> None:
+        layers: list[nn.Module] = [
+            nn.Conv2d(in_channels, out_channels, kernel_size, stride, kernel_size // 2, groups=groups, bias=False),
+            nn.BatchNorm2d(out_channels),
+        ]
+        if relu:
+            layers.append(nn.ReLU(inplace=True))
+        super().__init__(*layers)
+
+
+class ChannelAttention(nn.Module):
+    """Squeeze-and-excitation: x * sigmoid(W2 relu(W1 gap(x))), one weight per channel."""
+
+    def __init__(self, channels: int, reduction: int = 16, min_hidden: int = 4) -> None:
+        super().__init__()
+        hidden = max(min_hidden, channels // reduction)
+        self.fc1 = nn.Conv2d(channels, hidden, 1)
+        self.fc2 = nn.Conv2d(hidden, channels, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        w = x.mean(dim=(2, 3), keepdim=True)
+        w = torch.sigmoid(self.fc2(F.relu(self.fc1(w))))
+        return x * w
+
+
+class DSConv(nn.Sequential):
+    """Depthwise-separable conv: depthwise 3x3 + BN + ReLU, pointwise 1x1 + BN + ReLU (+ SE)."""
+
+    def __init__(self, in_channels: int, out_channels: int, stride: int = 1, se: bool = False) -> None:
+        layers: list[nn.Module] = [
+            ConvBNReLU(in_channels, in_channels, 3, stride, groups=in_channels),
+            ConvBNReLU(in_channels, out_channels, 1),
+        ]
+        if se:
+            layers.append(ChannelAttention(out_channels))
+        super().__init__(*layers)
+
+
+class InvertedResidual(nn.Module):
+    """MobileNetV2 bottleneck as in Fast-SCNN: expand 1x1, depthwise 3x3 (stride), project 1x1 (+ SE).
+
+    The residual is used when the block keeps resolution and width.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, stride: int = 1, expansion: int = 6, se: bool = False):
+        super().__init__()
+        hidden = in_channels * expansion
+        layers: list[nn.Module] = [
+            ConvBNReLU(in_channels, hidden, 1),
+            ConvBNReLU(hidden, hidden, 3, stride, groups=hidden),
+            ConvBNReLU(hidden, out_channels, 1, relu=False),
+        ]
+        if se:
+            layers.append(ChannelAttention(out_channels))
+        self.block = nn.Sequential(*layers)
+        self.use_residual = stride == 1 and in_channels == out_channels
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.block(x)
+        return x + out if self.use_residual else out
+
+
+@lru_cache(maxsize=256)
+def _adaptive_pool_rows(length: int, bins: int) -> tuple[tuple[float, ...], ...]:
+    # The exact bin edges of adaptive_avg_pool: [floor(i*L/b), ceil((i+1)*L/b)).
+    rows = []
+    for i in range(bins):
+        start = (i * length) // bins
+        end = -((-(i + 1) * length) // bins)
+        rows.append(tuple(1.0 / (end - start) if start <= j < end else 0.0 for j in range(length)))
+    return tuple(rows)
+
+
+def adaptive_pool_matrix(length: int, bins: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """(bins, length) matrix M such that M @ v averages v over the adaptive-pool bins."""
+    return torch.tensor(_adaptive_pool_rows(length, bins), dtype=dtype, device=device)
+
+
+def adaptive_avg_pool2d_matmul(x: torch.Tensor, bins: int) -> torch.Tensor:
+    """Same result as F.adaptive_avg_pool2d(x, bins), as two matrix products.
+
+    ONNX has no adaptive pooling, and torch.onnx.export refuses it when the size is not
+    divisible by the bins (15x20 at 480x640 / 32); the pooling matrices are built from the
+    input size, which is static at export.
+    """
+    h, w = x.shape[-2], x.shape[-1]
+    pool_h = adaptive_pool_matrix(int(h), bins, x.dtype, x.device)
+    pool_w = adaptive_pool_matrix(int(w), bins, x.dtype, x.device)
+    return torch.matmul(torch.matmul(pool_h, x), pool_w.t())
+
+
+class PyramidPooling(nn.Module):
+    """Fast-SCNN pyramid pooling: pool to each bin size, 1x1 conv to C/4, upsample, concat, 1x1 conv."""
+
+    def __init__(self, in_channels: int, out_channels: int, bins: tuple[int, ...] = (1, 2, 3, 6)) -> None:
+        super().__init__()
+        self.bins = tuple(bins)
+        branch_channels = in_channels // len(self.bins)
+        self.branches = nn.ModuleList(ConvBNReLU(in_channels, branch_channels, 1) for _ in self.bins)
+        self.project = ConvBNReLU(in_channels + branch_channels * len(self.bins), out_channels, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        size = x.shape[-2:]
+        pooled = [
+            F.interpolate(branch(adaptive_avg_pool2d_matmul(x, b)), size=size, mode="bilinear", align_corners=False)
+            for b, branch in zip(self.bins, self.branches)
+        ]
+        return self.project(torch.cat([x, *pooled], dim=1))
+
+
+class ContextBranch(nn.Module):
+    """Fast-SCNN feature fusion, context side: depthwise 3x3 + 1x1 conv (+ BN) on the low-resolution
+    context, brought to the resolution of the detail features.
+
+    upsample_first=True is the 2019 order (upsample x4, then convolve at H/8). False convolves at
+    H/32 and upsamples afterwards: the same operations on 16x fewer pixels (FUME computes this
+    once and shares it between both gases' decoders).
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, upsample_first: bool = True) -> None:
+        super().__init__()
+        self.upsample_first = upsample_first
+        self.convs = nn.Sequential(
+            ConvBNReLU(in_channels, in_channels, 3, groups=in_channels),
+            ConvBNReLU(in_channels, out_channels, 1, relu=False),
+        )
+
+    def forward(self, context: torch.Tensor, size: tuple[int, int] | torch.Size) -> torch.Tensor:
+        if self.upsample_first:
+            return self.convs(F.interpolate(context, size=size, mode="bilinear", align_corners=False))
+        return F.interpolate(self.convs(context), size=size, mode="bilinear", align_corners=False)
+
+
+class FeatureFusion(nn.Module):
+    """Fast-SCNN feature fusion, detail side: ReLU(BN(1x1 conv(detail)) + context).
+
+    With attention=True (FUME's attention-based feature fusion) a spatial map computed from the
+    context, sigmoid(1x1 conv), decides where the gas's own detail passes.
+    """
+
+    def __init__(self, low_channels: int, out_channels: int, attention: bool = False) -> None:
+        super().__init__()
+        self.detail = ConvBNReLU(low_channels, out_channels, 1, relu=False)
+        self.gate = nn.Sequential(nn.Conv2d(out_channels, 1, 1), nn.Sigmoid()) if attention else None
+
+    def forward(self, low: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+        detail = self.detail(low)
+        if self.gate is not None:
+            detail = detail * self.gate(context)
+        return F.relu(detail + context)
+
+
+class SegmentationHead(nn.Module):
+    """Fast-SCNN classifier: 2 x DSConv, dropout, 1x1 conv to the classes (at H/8)."""
+
+    def __init__(self, channels: int, num_classes: int, dropout: float = 0.1) -> None:
+        super().__init__()
+        self.layers = nn.Sequential(
+            DSConv(channels, channels), DSConv(channels, channels), nn.Dropout(dropout), nn.Conv2d(channels, num_classes, 1)
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.layers(x)
+
+
+class ClassificationHead(nn.Module):
+    """Global average pool -> MLP (in -> hidden -> classes)."""
+
+    def __init__(self, in_channels: int, num_classes: int, hidden: int = 64, dropout: float = 0.1) -> None:
+        super().__init__()
+        self.mlp = nn.Sequential(
+            nn.Linear(in_channels, hidden), nn.ReLU(inplace=True), nn.Dropout(dropout), nn.Linear(hidden, num_classes)
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.mlp(x.mean(dim=(2, 3)) if x.dim() == 4 else x)
+
+
+class _AttentionBase(nn.Module):
+    """Scaled dot-product attention over the H x W positions of a feature map, with a learned
+    residual gain gamma that starts at 0 (so training starts from the plain features)."""
+
+    def __init__(self, channels: int, key_channels: int | None = None) -> None:
+        super().__init__()
+        key_channels = key_channels or max(8, channels // 8)
+        self.query = nn.Conv2d(channels, key_channels, 1)
+        self.key = nn.Conv2d(channels, key_channels, 1)
+        self.value = nn.Conv2d(channels, channels, 1)
+        self.gamma = nn.Parameter(torch.zeros(1))
+
+    def attend(self, x: torch.Tensor, source: torch.Tensor) -> torch.Tensor:
+        """softmax(Q(x) K(source)^T / sqrt(d)) V(source), back in x's (B, C, H, W) layout."""
+        b, c, h, w = x.shape
+        q = self.query(x).flatten(2).transpose(1, 2)  # (B, N, d)
+        k = self.key(source).flatten(2).transpose(1, 2)
+        v = self.value(source).flatten(2).transpose(1, 2)  # (B, N, C)
+        out = F.scaled_dot_product_attention(q, k, v)
+        return out.transpose(1, 2).reshape(b, c, h, w)
+
+
+class SelfAttention(_AttentionBase):
+    """F + gamma * V softmax(Q K^T / sqrt(d)), all from the same stream."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.gamma * self.attend(x, x)
+
+
+class CrossModalAttention(_AttentionBase):
+    """F_a + gamma * (source_present * V_b softmax(Q_a K_b^T / sqrt(d))): stream a attends to b.
+
+    `source_present` (B,) zeroes the term when the other gas is absent, so that gas's content
+    cannot reach stream a.
+    """
+
+    def forward(self, x: torch.Tensor, source: torch.Tensor, source_present: torch.Tensor) -> torch.Tensor:
+        return x + self.gamma * source_present.view(-1, 1, 1, 1) * self.attend(x, source)
+
+
+def init_weights(module: nn.Module) -> None:
+    """Kaiming init for convolutions, unit BN, small linear layers (the usual Fast-SCNN set-up)."""
+    for m in module.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.Linear):
+            nn.init.normal_(m.weight, 0.0, 1.0 / math.sqrt(m.in_features))
+            nn.init.zeros_(m.bias)

@@ -1,0 +1,150 @@
+"""FUME-FastSCNN: a shared Fast-SCNN encoder for the CO2 and CH4 frames, attention fusion of the
+two gases, a segmentation decoder per gas and a health classifier. Every ablation of the paper
+and the seed is a configuration of this one class."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from fume.errors import ConfigError
+from fume.models.blocks import ChannelAttention, ContextBranch, ClassificationHead, CrossModalAttention, DSConv, SelfAttention, init_weights
+from fume.models.fastscnn import HIGH_CHANNELS, FastSCNNEncoder, SegmentationDecoder
+from fume.models.inputs import check_pair, mask_features, mask_frames
+from fume.models.registry import register_model
+
+GASES = ("co2", "ch4")
+
+# fusion name -> (self-attention per gas, cross-modal attention, how streams combine, channel attention)
+FUSIONS: dict[str, tuple[bool, bool, str, bool]] = {
+    "concat": (False, False, "concat", False),
+    "add": (False, False, "add", False),
+    "self_attention": (True, False, "concat", False),
+    "cross_attention": (False, True, "concat", False),
+    "self_channel": (True, False, "concat", True),
+    "full_cross": (True, True, "concat", True),
+}
+ENCODERS = ("shared", "separate")
+TASKS = ("seg_cls", "seg", "cls")
+MODALITIES = {"dual": GASES, "co2": ("co2",), "ch4": ("ch4",)}
+
+
+def _choice(key: str, value: str, allowed) -> str:
+    if value not in allowed:
+        raise ConfigError(f"model option {key}={value!r} is not one of {', '.join(map(repr, allowed))}")
+    return value
+
+
+class GasFusion(nn.Module):
+    """Fuse the high features (128 x H/32) of the gas streams into one 128-channel context.
+
+    Self-attention per gas (modality-specific weights) -> absent gases zeroed -> optional
+    cross-modal attention (each stream attends to the other) -> concat or add -> optional
+    channel attention (squeeze-excitation) -> depthwise-separable 3x3 conv + BN + ReLU -> 128.
+    """
+
+    def __init__(self, num_streams: int, fusion: str) -> None:
+        super().__init__()
+        self_attention, cross_attention, combine, channel_attention = FUSIONS[fusion]
+        self.combine = combine
+        channels = HIGH_CHANNELS
+        self.self_attention = (
+            nn.ModuleList(SelfAttention(channels) for _ in range(num_streams)) if self_attention else None
+        )
+        self.cross_attention = (
+            nn.ModuleList(CrossModalAttention(channels) for _ in range(num_streams))
+            if cross_attention and num_streams == 2
+            else None
+        )
+        in_channels = channels * num_streams if combine == "concat" else channels
+        self.channel_attention = ChannelAttention(in_channels, reduction=16) if channel_attention else None
+        self.project = DSConv(in_channels, channels)
+
+    def forward(self, streams: list[torch.Tensor], present: list[torch.Tensor]) -> torch.Tensor:
+        if self.self_attention is not None:
+            streams = [attn(s) for attn, s in zip(self.self_attention, streams)]
+        streams = [mask_features(s, p) for s, p in zip(streams, present)]
+        if self.cross_attention is not None:
+            a, b = streams
+            streams = [
+                mask_features(self.cross_attention[0](a, b, present[1]), present[0]),
+                mask_features(self.cross_attention[1](b, a, present[0]), present[1]),
+            ]
+        fused = torch.cat(streams, dim=1) if self.combine == "concat" else torch.stack(streams).sum(0)
+        if self.channel_attention is not None:
+            fused = self.channel_attention(fused)
+        return self.project(fused)
+
+
+@register_model("fume", "FUME-FastSCNN: shared encoder, self-attention + channel-attention fusion, seg + cls (default)")
+class FUME(nn.Module):
+    """FUME-FastSCNN and its ablations.
+
+    forward(co2 (B,1,H,W), ch4 (B,1,H,W), modality_mask (B,2) = [co2 present, ch4 present])
+    -> dict with cls_logits (B, num_classes) unless tasks="seg", and {gas}_seg_logits
+    (B, num_seg_classes, H, W) for each gas used unless tasks="cls". H and W: multiples of 32.
+    """
+
+    def __init__(
+        self,
+        encoder: str = "shared",
+        fusion: str = "self_channel",
+        tasks: str = "seg_cls",
+        modalities: str = "dual",
+        num_classes: int = 3,
+        num_seg_classes: int = 3,
+        dropout: float = 0.1,
+    ) -> None:
+        super().__init__()
+        self.config = {
+            "encoder": _choice("encoder", encoder, ENCODERS),
+            "fusion": _choice("fusion", fusion, tuple(FUSIONS)),
+            "tasks": _choice("tasks", tasks, TASKS),
+            "modalities": _choice("modalities", modalities, tuple(MODALITIES)),
+            "num_classes": num_classes,
+            "num_seg_classes": num_seg_classes,
+            "dropout": dropout,
+        }
+        self.gases = MODALITIES[modalities]
+        self.shared_encoder = encoder == "shared" or len(self.gases) == 1
+        if self.shared_encoder:
+            self.encoder = FastSCNNEncoder(1, se=True)
+        else:
+            self.encoders = nn.ModuleDict({gas: FastSCNNEncoder(1, se=True) for gas in self.gases})
+        self.fusion = GasFusion(len(self.gases), fusion)
+        # The fused context is brought to H/8 once and shared by both gases' decoders.
+        self.context = ContextBranch(HIGH_CHANNELS, HIGH_CHANNELS, upsample_first=False) if tasks != "cls" else None
+        self.decoders = (
+            nn.ModuleDict({gas: SegmentationDecoder(num_seg_classes, dropout, attention=True) for gas in self.gases})
+            if tasks in ("seg_cls", "seg")
+            else None
+        )
+        self.classifier = ClassificationHead(HIGH_CHANNELS, num_classes, 64, dropout) if tasks in ("seg_cls", "cls") else None
+        init_weights(self)
+
+    def encode(self, frames: list[torch.Tensor]) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """(low, high) features per gas; a shared encoder runs once on the gases stacked in the batch."""
+        if self.shared_encoder:
+            low, high = self.encoder(torch.cat(frames))
+            n = len(frames)
+            return list(low.chunk(n)), list(high.chunk(n))
+        pairs = [self.encoders[gas](x) for gas, x in zip(self.gases, frames)]
+        return [p[0] for p in pairs], [p[1] for p in pairs]
+
+    def forward(self, co2: torch.Tensor, ch4: torch.Tensor, modality_mask: torch.Tensor) -> dict[str, torch.Tensor]:
+        check_pair(co2, ch4, modality_mask)
+        inputs = {"co2": (co2, modality_mask[:, 0]), "ch4": (ch4, modality_mask[:, 1])}
+        present = [inputs[gas][1] for gas in self.gases]
+        frames = [mask_frames(inputs[gas][0], p) for gas, p in zip(self.gases, present)]
+        lows, highs = self.encode(frames)
+        fused = self.fusion(highs, present)
+
+        outputs: dict[str, torch.Tensor] = {}
+        if self.classifier is not None:
+            outputs["cls_logits"] = self.classifier(fused)
+        if self.decoders is not None and self.context is not None:
+            size = co2.shape[-2:]
+            context = self.context(fused, lows[0].shape[-2:])
+            for gas, low in zip(self.gases, lows):
+                outputs[f"{gas}_seg_logits"] = self.decoders[gas](low, context, size)
+        return outputs

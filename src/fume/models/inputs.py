@@ -1,0 +1,72 @@
+"""Input checks and modality masking shared by every model's forward(co2, ch4, modality_mask)."""
+
+from __future__ import annotations
+
+import torch
+
+SIZE_MULTIPLE = 32
+
+
+def nearest_valid_sizes(height: int, width: int, multiple: int = SIZE_MULTIPLE) -> list[tuple[int, int]]:
+    """Valid (H, W) sizes around (height, width): each side rounded down and up to the multiple."""
+    def around(n: int) -> list[int]:
+        down = max(multiple, n // multiple * multiple)
+        up = max(multiple, -(-n // multiple) * multiple)
+        return sorted({down, up})
+
+    return [(h, w) for h in around(height) for w in around(width)]
+
+
+def check_size(height: int, width: int, multiple: int = SIZE_MULTIPLE) -> None:
+    """ValueError unless both sides are positive multiples of `multiple`, naming the nearest valid sizes."""
+    if height <= 0 or width <= 0 or height % multiple or width % multiple:
+        options = ", ".join(f"{h}x{w}" for h, w in nearest_valid_sizes(height, width, multiple))
+        raise ValueError(
+            f"input height x width must be multiples of {multiple}, got {height}x{width}; "
+            f"nearest valid sizes (HxW): {options}. Resize or pad the frames."
+        )
+
+
+def check_pair(co2: torch.Tensor, ch4: torch.Tensor, modality_mask: torch.Tensor) -> None:
+    """Check the shapes of a forward(co2, ch4, modality_mask) call, with messages that name the
+    expected shapes. Skipped while tracing or exporting (shapes are then fixed by the example)."""
+    if torch.jit.is_tracing() or torch.compiler.is_compiling() or torch.onnx.is_in_onnx_export():
+        return
+    for name, frame in (("co2", co2), ("ch4", ch4)):
+        if frame.dim() != 4 or frame.shape[1] != 1:
+            raise ValueError(f"{name} must have shape (B, 1, H, W) (one gray channel), got {tuple(frame.shape)}")
+    if co2.shape != ch4.shape:
+        raise ValueError(f"co2 and ch4 must have the same shape (B, 1, H, W), got {tuple(co2.shape)} and {tuple(ch4.shape)}")
+    if modality_mask.shape != (co2.shape[0], 2):
+        raise ValueError(
+            f"modality_mask must have shape (B, 2) = ({co2.shape[0]}, 2) [co2 present, ch4 present], "
+            f"got {tuple(modality_mask.shape)}"
+        )
+    check_size(co2.shape[2], co2.shape[3])
+
+
+def mask_frames(frames: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
+    """Zero the frames of absent samples, (B, C, H, W) x (B,) -> (B, C, H, W).
+
+    torch.where rather than a product: an absent frame full of NaN or inf still gives zeros.
+    """
+    return torch.where(present.view(-1, 1, 1, 1) > 0, frames, torch.zeros_like(frames))
+
+
+def mask_features(features: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
+    """Multiply (B, C, H, W) features by the (B,) presence flags: an absent gas contributes zeros."""
+    return features * present.view(-1, 1, 1, 1).to(features.dtype)
+
+
+def stacked_frames(co2: torch.Tensor, ch4: torch.Tensor, modality_mask: torch.Tensor) -> torch.Tensor:
+    """Both gases in one batch, (2B, 1, H, W): CO2 first, absent frames zeroed."""
+    return torch.cat([mask_frames(co2, modality_mask[:, 0]), mask_frames(ch4, modality_mask[:, 1])])
+
+
+def masked_mean(per_gas: torch.Tensor, modality_mask: torch.Tensor) -> torch.Tensor:
+    """Mean over the present gases of per-gas outputs (2, B, C) -> (B, C); zeros when none is present.
+
+    An absent gas's output is multiplied by 0, so its content cannot reach the result.
+    """
+    weights = modality_mask.t().unsqueeze(-1).to(per_gas.dtype)  # (2, B, 1)
+    return (per_gas * weights).sum(0) / weights.sum(0).clamp(min=1.0)
