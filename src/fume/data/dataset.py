@@ -1,0 +1,152 @@
+"""The paired dual-gas dataset that training and evaluation read (contract in notes/common.md)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import albumentations as A
+import cv2
+import numpy as np
+import pandas as pd
+import torch
+from torch.utils.data import Dataset
+
+from fume.data.io import load_frame, load_mask
+from fume.data.labels import GASES, MASK_VALUES, LabelConfig
+from fume.data.layout import PAIRED_COLUMNS, missing_columns, normalise_path, read_csv
+from fume.data.transforms import build_augmentation, seed_augmentation
+from fume.errors import ConfigError, DataError
+
+
+def read_paired_table(table: str | os.PathLike | pd.DataFrame) -> pd.DataFrame:
+    """A paired table with paths normalised and empty cells for a missing gas."""
+    source = "paired table" if isinstance(table, pd.DataFrame) else str(table)
+    frame = table.copy() if isinstance(table, pd.DataFrame) else read_csv(table)
+    absent = missing_columns(frame, PAIRED_COLUMNS)
+    if absent:
+        raise DataError(f"{source}: missing column(s) {absent}; expected columns {PAIRED_COLUMNS}")
+    for gas in GASES:
+        for column in (f"{gas}_frame", f"{gas}_mask"):
+            frame[column] = frame[column].fillna("").astype(str).map(normalise_path)
+    frame["sample_id"] = frame["sample_id"].astype(str)
+    frame["class_id"] = pd.to_numeric(frame["class_id"], errors="raise").astype(int)
+    frame["ph_value"] = pd.to_numeric(frame["ph_value"], errors="raise").astype(float)
+    return frame.reset_index(drop=True)
+
+
+class PairedDataset(Dataset):
+    """One CO2 + CH4 sample per row of a paired table.
+
+    Item: co2_frame / ch4_frame float32 (1, H, W) in [0, 1]; co2_mask / ch4_mask int64 (H, W);
+    class_label int64 and ph_value float32 scalars; modality_mask float32 [CO2 present, CH4
+    present]; sample_id. A missing gas is all zeros with a 0 in the modality mask. With
+    `native_masks`, also co2_native_mask / ch4_native_mask at the file's own size (unaugmented).
+
+    Randomness (augmentation, modality dropout) comes from torch's generator, so it follows
+    torch.manual_seed and differs between DataLoader workers and epochs; pass `seed` for a fixed
+    draw per index (then call set_epoch to vary it between epochs).
+    """
+
+    def __init__(
+        self,
+        table: str | os.PathLike | pd.DataFrame,
+        root: str | os.PathLike,
+        image_size: tuple[int, int] | None = None,
+        augment: bool | A.Compose = False,
+        modality_dropout: float = 0.0,
+        native_masks: bool = False,
+        seed: int | None = None,
+        label_config: LabelConfig = LabelConfig(),
+    ) -> None:
+        if not 0.0 <= modality_dropout <= 1.0:
+            raise ConfigError(f"modality_dropout must be in [0, 1], got {modality_dropout}")
+        if image_size is not None and (len(image_size) != 2 or min(image_size) < 1):
+            raise ConfigError(f"image_size must be (W, H) with positive sides, got {image_size}")
+        self.root = Path(root)
+        self.table = read_paired_table(table)
+        self.image_size = tuple(int(v) for v in image_size) if image_size is not None else None
+        self.augment = build_augmentation() if augment is True else (augment or None)
+        self.modality_dropout = float(modality_dropout)
+        self.native_masks = native_masks
+        self.seed = seed
+        self.label_config = label_config
+        self.epoch = 0
+        bad = sorted(set(self.table["class_id"]) - set(range(label_config.num_classes)))
+        if bad:
+            raise DataError(f"class_id values {bad} outside 0..{label_config.num_classes - 1} in the paired table")
+        empty = self.table[(self.table["co2_frame"] == "") & (self.table["ch4_frame"] == "")]
+        if len(empty):
+            raise DataError(f"sample {empty['sample_id'].iloc[0]!r} has neither a CO2 nor a CH4 frame")
+
+    def __len__(self) -> int:
+        return len(self.table)
+
+    def set_epoch(self, epoch: int) -> None:
+        """With a fixed `seed`, vary the random draws between epochs."""
+        self.epoch = int(epoch)
+
+    def class_counts(self) -> list[int]:
+        counts = np.bincount(self.table["class_id"].to_numpy(), minlength=self.label_config.num_classes)
+        return [int(c) for c in counts]
+
+    def sample_weights(self) -> torch.Tensor:
+        """Inverse class frequency per sample, for torch.utils.data.WeightedRandomSampler."""
+        counts = np.asarray(self.class_counts(), dtype=np.float64)
+        return torch.as_tensor(1.0 / counts[self.table["class_id"].to_numpy()], dtype=torch.double)
+
+    def _rng(self, index: int) -> np.random.Generator:
+        if self.seed is None:
+            entropy = int(torch.randint(0, 2**62, (1,)).item())
+            return np.random.default_rng(entropy)
+        return np.random.default_rng([self.seed, self.epoch, index])
+
+    def _load_gas(self, row: pd.Series, gas: str, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        frame_path = self.root / row[f"{gas}_frame"]
+        mask_path = self.root / row[f"{gas}_mask"]
+        frame = load_frame(frame_path)
+        mask = load_mask(mask_path)
+        if frame.shape != mask.shape:
+            raise DataError(f"frame {frame_path} is {frame.shape[::-1]} (W, H) but its mask {mask_path} is {mask.shape[::-1]}")
+        values = np.unique(mask)
+        if not set(values.tolist()) <= MASK_VALUES:
+            raise DataError(f"mask {mask_path} holds values {values.tolist()}; expected only 0 (background), 1 (tube), 2 (gas)")
+        native = mask
+        if self.image_size is not None and frame.shape[::-1] != self.image_size:
+            frame = cv2.resize(frame, self.image_size, interpolation=cv2.INTER_AREA)
+            mask = cv2.resize(mask, self.image_size, interpolation=cv2.INTER_NEAREST)
+        if self.augment is not None:
+            seed_augmentation(self.augment, int(rng.integers(2**31)))
+            out = self.augment(image=frame, mask=mask)
+            frame, mask = out["image"], out["mask"]
+        return frame, mask, native
+
+    def __getitem__(self, index: int) -> dict:
+        row = self.table.iloc[index]
+        rng = self._rng(index)
+        present = {gas: row[f"{gas}_frame"] != "" for gas in GASES}
+        if self.modality_dropout > 0 and all(present.values()) and rng.random() < self.modality_dropout:
+            present[GASES[int(rng.integers(2))]] = False
+        item: dict = {}
+        shapes = {}
+        loaded = {gas: self._load_gas(row, gas, rng) for gas in GASES if present[gas]}
+        for gas, (frame, mask, native) in loaded.items():
+            item[f"{gas}_frame"] = torch.from_numpy(frame.astype(np.float32) / 255.0).unsqueeze(0)
+            item[f"{gas}_mask"] = torch.from_numpy(mask.astype(np.int64))
+            if self.native_masks:
+                item[f"{gas}_native_mask"] = torch.from_numpy(native.astype(np.int64))
+            shapes[gas] = (frame.shape, native.shape)
+        for gas in GASES:
+            if gas in loaded:
+                continue
+            # A missing gas takes the shape of the other one (there always is one).
+            other = shapes[next(iter(shapes))]
+            item[f"{gas}_frame"] = torch.zeros((1, *other[0]), dtype=torch.float32)
+            item[f"{gas}_mask"] = torch.zeros(other[0], dtype=torch.int64)
+            if self.native_masks:
+                item[f"{gas}_native_mask"] = torch.zeros(other[1], dtype=torch.int64)
+        item["class_label"] = torch.tensor(int(row["class_id"]), dtype=torch.int64)
+        item["ph_value"] = torch.tensor(float(row["ph_value"]), dtype=torch.float32)
+        item["modality_mask"] = torch.tensor([float(present[g]) for g in GASES], dtype=torch.float32)
+        item["sample_id"] = str(row["sample_id"])
+        return item

@@ -1,0 +1,144 @@
+"""Pairing single-gas frames into dual-gas samples.
+
+A CO2 and a CH4 frame are never filmed at the same instant, so a "pair" is a CO2 frame and a CH4
+frame of the same pH and class (DESIGN.md section 1). Two strategies:
+
+- ``random``: within each (pH, class) group both gases are shuffled and matched. With
+  ``reuse=True`` (default) every frame of the more common gas gets a partner and the rarer gas's
+  frames are reused in turn (each used as evenly as possible), so no frame is wasted and most
+  samples are full pairs; with ``reuse=False`` the matching is one-to-one and the surplus frames
+  become single-gas samples. A group with only one gas always gives single-gas samples.
+- ``original_based``: frames sharing ``original_sample_id`` and ``augmentation_id`` are paired;
+  the rest become single-gas samples.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+
+from fume.data.layout import (
+    PAIRED_COLUMNS,
+    SPLITS,
+    paired_table_name,
+    read_annotations,
+    split_table_name,
+    split_tables_present,
+    write_csv_atomic,
+)
+from fume.errors import DataError
+
+Strategy = Literal["random", "original_based"]
+STRATEGIES: tuple[str, ...] = ("random", "original_based")
+
+
+def _row(co2: pd.Series | None, ch4: pd.Series | None, sample_id: str) -> dict:
+    ref = co2 if co2 is not None else ch4
+    assert ref is not None
+    return {
+        "sample_id": sample_id,
+        "co2_frame": co2["frame_path"] if co2 is not None else "",
+        "co2_mask": co2["mask_path"] if co2 is not None else "",
+        "ch4_frame": ch4["frame_path"] if ch4 is not None else "",
+        "ch4_mask": ch4["mask_path"] if ch4 is not None else "",
+        "ph_value": float(ref["ph_value"]),
+        "class_id": int(ref["class_id"]),
+        "class_name": ref["class_name"],
+        "is_paired": co2 is not None and ch4 is not None,
+        "missing_modality": "" if co2 is not None and ch4 is not None else ("ch4" if co2 is not None else "co2"),
+    }
+
+
+def _match_random(co2: pd.DataFrame, ch4: pd.DataFrame, rng: np.random.Generator, reuse: bool):
+    co2_rows = [co2.iloc[i] for i in rng.permutation(len(co2))]
+    ch4_rows = [ch4.iloc[i] for i in rng.permutation(len(ch4))]
+    if not co2_rows or not ch4_rows:
+        yield from ((r, None) for r in co2_rows)
+        yield from ((None, r) for r in ch4_rows)
+        return
+    if reuse:
+        n = max(len(co2_rows), len(ch4_rows))
+        yield from ((co2_rows[i % len(co2_rows)], ch4_rows[i % len(ch4_rows)]) for i in range(n))
+        return
+    n = min(len(co2_rows), len(ch4_rows))
+    yield from zip(co2_rows[:n], ch4_rows[:n])
+    yield from ((r, None) for r in co2_rows[n:])
+    yield from ((None, r) for r in ch4_rows[n:])
+
+
+def pair_table(
+    table: pd.DataFrame,
+    strategy: Strategy = "random",
+    seed: int = 0,
+    reuse: bool = True,
+    id_prefix: str = "",
+) -> pd.DataFrame:
+    """Pair the rows of one normalised annotation table (see layout.read_annotations)."""
+    if strategy not in STRATEGIES:
+        raise DataError(f"unknown pairing strategy {strategy!r}; expected one of {list(STRATEGIES)}")
+    unknown = sorted(set(table["gas_type"]) - {"co2", "ch4"})
+    if unknown:
+        raise DataError(f"gas_type values {unknown} cannot be paired; expected 'co2' or 'ch4'")
+    table = table.assign(_ph=table["ph_value"].round(2))
+    matches = []
+    if strategy == "random":
+        groups = table.groupby(["_ph", "class_id"], sort=True)
+        for g, ((ph, class_id), group) in enumerate(groups):
+            rng = np.random.default_rng([seed, g])
+            co2 = group[group["gas_type"] == "co2"]
+            ch4 = group[group["gas_type"] == "ch4"]
+            matches.extend(_match_random(co2, ch4, rng, reuse))
+    else:
+        for key, group in table.groupby(["original_sample_id", "augmentation_id"], sort=True):
+            if group["_ph"].nunique() > 1 or group["class_id"].nunique() > 1:
+                raise DataError(
+                    f"original_sample_id {key[0]!r}, augmentation_id {key[1]} has rows of different "
+                    f"pH or class: {sorted(group['_ph'].unique())}; they cannot be paired"
+                )
+            co2_rows = [r for _, r in group[group["gas_type"] == "co2"].iterrows()]
+            ch4_rows = [r for _, r in group[group["gas_type"] == "ch4"].iterrows()]
+            n = min(len(co2_rows), len(ch4_rows))
+            matches.extend(zip(co2_rows[:n], ch4_rows[:n]))
+            matches.extend((r, None) for r in co2_rows[n:])
+            matches.extend((None, r) for r in ch4_rows[n:])
+    rows = [_row(co2, ch4, f"{id_prefix}{i:06d}") for i, (co2, ch4) in enumerate(matches)]
+    return pd.DataFrame(rows, columns=PAIRED_COLUMNS)
+
+
+def pairing_statistics(paired: pd.DataFrame) -> dict:
+    """Counts a user checks after pairing: total, full pairs, single-gas samples, by class, by pH."""
+    return {
+        "total": int(len(paired)),
+        "paired": int(paired["is_paired"].astype(bool).sum()),
+        "co2_only": int((paired["missing_modality"] == "ch4").sum()),
+        "ch4_only": int((paired["missing_modality"] == "co2").sum()),
+        "by_class": {str(k): int(v) for k, v in paired.groupby("class_name").size().items()},
+        "by_ph": {float(k): int(v) for k, v in paired.groupby("ph_value").size().sort_index(ascending=False).items()},
+    }
+
+
+def pair_dataset(
+    root: str | os.PathLike,
+    out: str | os.PathLike | None = None,
+    strategy: Strategy = "random",
+    seed: int = 0,
+    reuse: bool = True,
+) -> dict[str, pd.DataFrame]:
+    """Pair each split table of `root` and write `paired_{split}_annotations.csv` into `out`
+    (default `root`); paths stay relative to `root`. Returns {split: paired table}."""
+    root = Path(root)
+    out = Path(out) if out is not None else root
+    present = split_tables_present(root)
+    if not present:
+        names = ", ".join(split_table_name(s) for s in SPLITS)
+        raise DataError(f"no split tables in {root} (expected {names}); run `fume split {root}` first")
+    result = {}
+    for i, split in enumerate(present):
+        paired = pair_table(read_annotations(root, split), strategy, seed + i, reuse, id_prefix=f"{split}-")
+        write_csv_atomic(paired, out / paired_table_name(split))
+        result[split] = paired
+    return result

@@ -1,0 +1,84 @@
+"""Training-time augmentation: the seed's list (DESIGN.md section 4) as an albumentations pipeline.
+Geometric transforms move a frame and its own mask together (masks by nearest neighbour); the
+photometric ones touch the frame only."""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+import albumentations as A
+import cv2
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+_BORDERS = {"reflect": cv2.BORDER_REFLECT_101, "replicate": cv2.BORDER_REPLICATE, "constant": cv2.BORDER_CONSTANT}
+
+
+class AugmentationConfig(BaseModel):
+    """Probabilities and ranges; the defaults are the seed's. Set a probability to 0 to disable."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    horizontal_flip_p: float = Field(0.5, ge=0, le=1)
+    rotate_limit: float = Field(15.0, ge=0, le=180, description="degrees, +-")
+    rotate_p: float = Field(0.5, ge=0, le=1)
+    # The seed's ShiftScaleRotate(0.1, 0.15, 15); Affine is its albumentations 2.x replacement.
+    shift_limit: float = Field(0.1, ge=0, le=1, description="fraction of the image side, +-")
+    scale_limit: float = Field(0.15, ge=0, lt=1, description="relative, +-")
+    affine_rotate_limit: float = Field(15.0, ge=0, le=180)
+    affine_p: float = Field(0.5, ge=0, le=1)
+    brightness_limit: float = Field(0.2, ge=0, le=1)
+    contrast_limit: float = Field(0.2, ge=0, le=1)
+    brightness_contrast_p: float = Field(0.5, ge=0, le=1)
+    # The seed gives the noise as a variance in 8-bit units (10..50); albumentations 2.x takes the
+    # standard deviation as a fraction of 255, so it is converted in build_augmentation.
+    noise_var_limit: tuple[float, float] = (10.0, 50.0)
+    noise_p: float = Field(0.3, ge=0, le=1)
+    blur_limit: tuple[int, int] = (3, 7)
+    blur_p: float = Field(0.3, ge=0, le=1)
+    gamma_limit: tuple[float, float] = (80.0, 120.0)
+    gamma_p: float = Field(0.3, ge=0, le=1)
+    border_mode: Literal["reflect", "replicate", "constant"] = "reflect"
+
+
+def noise_std_range(var_limit: tuple[float, float]) -> tuple[float, float]:
+    """Variance in 8-bit units -> standard deviation as a fraction of 255 (GaussNoise std_range)."""
+    return (math.sqrt(var_limit[0]) / 255.0, math.sqrt(var_limit[1]) / 255.0)
+
+
+def build_augmentation(cfg: AugmentationConfig | None = None) -> A.Compose:
+    """The augmentation pipeline; call it as pipeline(image=frame_uint8, mask=mask_uint8)."""
+    cfg = cfg or AugmentationConfig()
+    border = _BORDERS[cfg.border_mode]
+    nearest = cv2.INTER_NEAREST
+    return A.Compose(
+        [
+            A.HorizontalFlip(p=cfg.horizontal_flip_p),
+            A.Rotate(limit=cfg.rotate_limit, border_mode=border, mask_interpolation=nearest, p=cfg.rotate_p),
+            A.Affine(
+                translate_percent=(-cfg.shift_limit, cfg.shift_limit),
+                scale=(1 - cfg.scale_limit, 1 + cfg.scale_limit),
+                rotate=(-cfg.affine_rotate_limit, cfg.affine_rotate_limit),
+                border_mode=border,
+                mask_interpolation=nearest,
+                p=cfg.affine_p,
+            ),
+            A.RandomBrightnessContrast(
+                brightness_limit=cfg.brightness_limit, contrast_limit=cfg.contrast_limit, p=cfg.brightness_contrast_p
+            ),
+            A.GaussNoise(std_range=noise_std_range(cfg.noise_var_limit), p=cfg.noise_p),
+            A.GaussianBlur(blur_limit=cfg.blur_limit, p=cfg.blur_p),
+            A.RandomGamma(gamma_limit=cfg.gamma_limit, p=cfg.gamma_p),
+        ]
+    )
+
+
+def seed_augmentation(pipeline: A.Compose, seed: int) -> None:
+    """Give each transform of `pipeline` its own random stream derived from `seed`.
+    (Compose.set_random_seed gives every transform the same seed, which makes their coin flips
+    identical: flip and rotate would always happen together.)"""
+    children = np.random.SeedSequence(seed).spawn(len(pipeline.transforms) + 1)
+    pipeline.set_random_seed(int(children[0].generate_state(1)[0]))
+    for transform, child in zip(pipeline.transforms, children[1:]):
+        transform.set_random_seed(int(child.generate_state(1)[0]))
