@@ -1,3 +1,140 @@
-"""Sub-commands (registered on fume.cli.app)."""
+"""Data sub-commands: generate, validate-data, split, audit-leakage, pair."""
 
-from fume.cli import app  # noqa: F401
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from fume.cli import app
+
+out = Console()
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=Console(stderr=True),
+        transient=False,
+    )
+
+
+@app.command("generate")
+def generate(
+    out_dir: Path = typer.Argument(..., metavar="OUT", help="Folder to write the dataset into (must be empty)."),
+    n_originals: int = typer.Option(428, "--n-originals", help="Recordings (original frames)."),
+    augmentations: int = typer.Option(20, "--augmentations", help="Augmented copies per original."),
+    size: str = typer.Option("640x480", "--size", help="Frame size WIDTHxHEIGHT."),
+    seed: int = typer.Option(0, "--seed"),
+    class_mix: tuple[float, float, float] = typer.Option(
+        (0.45, 0.026, 0.524), "--class-mix", help="Shares of Healthy, Transitional, Acidotic recordings."
+    ),
+    co2_fraction: float = typer.Option(0.69, "--co2-fraction", help="Share of CO2 recordings (the rest CH4)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Write into a non-empty folder (the old CSV is backed up)."),
+) -> None:
+    """Write the synthetic dual-gas OGI dataset in the real layout (annotations.csv + PNGs)."""
+    import time
+
+    from fume.data.generate import generate_dataset, parse_size
+
+    frame_size = parse_size(size)
+    total = n_originals * (augmentations + 1)
+    start = time.perf_counter()
+    with _progress() as bar:
+        task = bar.add_task("generating frames", total=total)
+        table = generate_dataset(
+            out_dir,
+            n_originals=n_originals,
+            augmentations=augmentations,
+            size=frame_size,
+            seed=seed,
+            class_mix=class_mix,
+            co2_fraction=co2_fraction,
+            overwrite=overwrite,
+            progress=lambda k: bar.advance(task, k),
+        )
+    seconds = time.perf_counter() - start
+    out.print(f"wrote {len(table)} frames of {frame_size[0]}x{frame_size[1]} and {out_dir / 'annotations.csv'} "
+              f"in {seconds:.1f} s ({len(table) / seconds:.0f} frames/s)")
+    counts = table.groupby(["class_name", "gas_type"]).size().unstack(fill_value=0)
+    out.print(counts.to_string())
+
+
+@app.command("validate-data")
+def validate_data(
+    root: Path = typer.Argument(..., help="Dataset root holding annotations.csv or split tables."),
+    no_files: bool = typer.Option(False, "--no-files", help="Check the tables only, not the images."),
+) -> None:
+    """Check every row and file; exit 1 with a report of each defect found."""
+    from fume.data.validate import validate_dataset
+
+    with _progress() as bar:
+        task = bar.add_task("checking files", total=None)
+        report = validate_dataset(
+            root, check_files=not no_files, progress=lambda done, total: bar.update(task, completed=done, total=total)
+        )
+    print(report.render())
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+@app.command("split")
+def split(
+    root: Path = typer.Argument(..., help="Dataset root with annotations.csv (or existing split tables)."),
+    ratios: tuple[float, float, float] = typer.Option((0.7, 0.15, 0.15), "--ratios", help="train val test"),
+    seed: int = typer.Option(0, "--seed"),
+    random: bool = typer.Option(False, "--random", help="Naive row-level split (leaks recordings across splits)."),
+) -> None:
+    """Write {train,val,test}_annotations.csv: grouped by recording and stratified by class."""
+    from fume.data.layout import normalise_annotations
+    from fume.data.split import split_dataset
+
+    parts = split_dataset(root, ratios=ratios, seed=seed, random=random)
+    kind = "random row-level" if random else "grouped by original_sample_id, stratified by class"
+    out.print(f"split ({kind}) written to {root}")
+    for name, part in parts.items():
+        t = normalise_annotations(part, name)
+        by_class = t["class_name"].value_counts().sort_index().to_dict()
+        out.print(f"  {name:<5} {len(t):>6} rows  {t['original_sample_id'].nunique():>5} originals  {by_class}")
+
+
+@app.command("audit-leakage")
+def audit_leakage_command(root: Path = typer.Argument(..., help="Dataset root with split tables.")) -> None:
+    """Report originals and rows shared between train/val/test; exit 1 if any."""
+    from fume.data.split import audit_leakage
+
+    report = audit_leakage(root)
+    print(report.render())
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+@app.command("pair")
+def pair(
+    root: Path = typer.Argument(..., help="Dataset root with split tables."),
+    out_dir: Path = typer.Option(None, "--out", help="Where to write paired_*.csv (default ROOT)."),
+    strategy: str = typer.Option("random", "--strategy", help="random | original_based"),
+    seed: int = typer.Option(0, "--seed"),
+    reuse: bool = typer.Option(
+        True, "--reuse/--no-reuse", help="random: reuse frames of the rarer gas so every frame gets a partner."
+    ),
+) -> None:
+    """Pair CO2 and CH4 frames of the same pH and class into paired_{split}_annotations.csv."""
+    from fume.data.pairing import pair_dataset, pairing_statistics
+
+    result = pair_dataset(root, out=out_dir, strategy=strategy, seed=seed, reuse=reuse)
+    out.print(f"paired ({strategy}{', reuse' if reuse and strategy == 'random' else ''}) -> {out_dir or root}")
+    for split_name, table in result.items():
+        s = pairing_statistics(table)
+        out.print(
+            f"  {split_name:<5} total {s['total']:>6}  paired {s['paired']:>6}  CO2-only {s['co2_only']:>5}  "
+            f"CH4-only {s['ch4_only']:>5}"
+        )
+        out.print(f"        by class {s['by_class']}")
+        out.print(f"        by pH    {s['by_ph']}")

@@ -1,0 +1,206 @@
+"""Train/val/test splits that keep every recording in one split (DESIGN.md section 1, "Leakage").
+
+The default split is grouped by `original_sample_id` and stratified by class, and within a class
+by pH level and by which gases a recording was filmed with (see `assign_splits`). `random`
+reproduces the naive row-level split of the original work, which leaks augmented copies of a
+recording across splits; `audit_leakage` measures that.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from itertools import combinations
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from fume.data.layout import (
+    ANNOTATIONS_FILE,
+    SPLITS,
+    normalise_annotations,
+    read_csv,
+    split_table_name,
+    split_tables_present,
+    write_csv_atomic,
+)
+from fume.errors import ConfigError, DataError
+
+
+def read_source_table(root: str | os.PathLike) -> tuple[pd.DataFrame, str]:
+    """The rows to split, as written by the user: `annotations.csv`, else the union of the split
+    tables present. Returns (table, description of its source)."""
+    root = Path(root)
+    if (root / ANNOTATIONS_FILE).is_file():
+        path = root / ANNOTATIONS_FILE
+        table = read_csv(path)
+        normalise_annotations(table, path)  # fails on missing columns or text in numeric columns
+        return table, str(path)
+    present = split_tables_present(root)
+    if not present:
+        names = ", ".join([ANNOTATIONS_FILE] + [split_table_name(s) for s in SPLITS])
+        raise DataError(f"no annotation table in {root}; expected one of {names}")
+    parts = []
+    for split in present:
+        path = root / split_table_name(split)
+        part = read_csv(path)
+        normalise_annotations(part, path)
+        parts.append(part)
+    return pd.concat(parts, ignore_index=True), " + ".join(split_table_name(s) for s in present)
+
+
+def _check_ratios(ratios: tuple[float, ...]) -> np.ndarray:
+    r = np.asarray(ratios, dtype=np.float64)
+    if r.shape != (3,) or (r < 0).any() or r.sum() <= 0:
+        raise ConfigError(f"ratios must be three non-negative numbers (train val test), got {list(ratios)}")
+    return r / r.sum()
+
+
+def assign_splits(
+    class_ids: np.ndarray,
+    groups: np.ndarray | None,
+    ratios: tuple[float, ...],
+    seed: int = 0,
+    strata: np.ndarray | None = None,
+) -> np.ndarray:
+    """The split index (0 train, 1 val, 2 test) of each row.
+
+    With `groups`, all rows of a group go to one split (a group takes the class and stratum of
+    its first row). Units (groups, or rows) are balanced per class and, within a class, per
+    `strata` (e.g. pH level and which gases a recording has): every split first gets one unit of
+    each class (from the stratum with the largest units, e.g. recordings with both gases), then one
+    of each stratum large enough to expect half a unit in the smallest split;
+    the rest go, interleaved across strata, to the split furthest below its share of rows.
+    """
+    share = _check_ratios(ratios)
+    active = [s for s in (2, 1, 0) if share[s] > 0]  # small splits first when seeding
+    rng = np.random.default_rng(seed)
+    units = groups if groups is not None else np.arange(len(class_ids))
+    frame = pd.DataFrame({"unit": units, "cls": class_ids, "stratum": strata if strata is not None else 0})
+    by_unit = frame.groupby("unit", sort=True).agg(cls=("cls", "first"), stratum=("stratum", "first"), rows=("cls", "size"))
+    assignment: dict = {}
+    for cls in sorted(by_unit["cls"].unique()):
+        members = by_unit[by_unit["cls"] == cls]
+        class_target = share * members["rows"].sum()
+        class_filled = np.zeros(3)
+        queues, targets, filled = {}, {}, {}
+        for key, part in members.groupby("stratum", sort=True):
+            order = part.index.to_numpy()[rng.permutation(len(part))]
+            queues[key] = list(order)
+            targets[key] = share * part["rows"].sum()
+            filled[key] = np.zeros(3)
+
+        def give(unit, key, split: int) -> None:
+            assignment[unit] = split
+            rows = by_unit.at[unit, "rows"]
+            filled[key][split] += rows
+            class_filled[split] += rows
+
+        for split in active:
+            if class_filled[split] == 0:
+                # Prefer the stratum of the largest recordings (e.g. those filmed with both gases).
+                key = max(queues, key=lambda k: (_mean_rows(by_unit, queues[k]), len(queues[k])))
+                if queues[key]:
+                    give(queues[key].pop(0), key, split)
+        smallest = min(share[s] for s in active)
+        for key, queue in queues.items():
+            if len(queue) >= len(active) and len(queue) * smallest >= 0.5:  # expected in the smallest split too
+                for split in active:
+                    give(queue.pop(0), key, split)
+        while any(queues.values()):  # round robin over strata, so each is spread over the splits
+            for key, queue in queues.items():
+                if queue:
+                    need = (targets[key] - filled[key]) + (class_target - class_filled)
+                    need[[s for s in range(3) if s not in active]] = -np.inf
+                    give(queue.pop(0), key, int(np.argmax(need)))
+    return np.array([assignment[u] for u in units], dtype=np.int64)
+
+
+def _mean_rows(by_unit: pd.DataFrame, units: list) -> float:
+    return float(by_unit.loc[units, "rows"].mean()) if units else -1.0
+
+
+def split_strata(table: pd.DataFrame, grouped: bool) -> np.ndarray:
+    """Stratum of each row: pH level and, for grouped splits, the gases its recording has (so that
+    each split gets recordings filmed with both gases at each pH, and pairing finds partners)."""
+    ph = table["ph_value"].round(2).astype(str)
+    if not grouped:
+        return (ph + "|" + table["gas_type"]).to_numpy()
+    gases = table.groupby("original_sample_id")["gas_type"].transform(lambda g: "+".join(sorted(set(g))))
+    return (ph + "|" + gases).to_numpy()
+
+
+def split_dataset(
+    root: str | os.PathLike, ratios: tuple[float, ...] = (0.7, 0.15, 0.15), seed: int = 0, random: bool = False
+) -> dict[str, pd.DataFrame]:
+    """Write `{train,val,test}_annotations.csv` into `root` (existing tables are backed up first).
+    Returns {split: table}."""
+    root = Path(root)
+    raw, _ = read_source_table(root)
+    table = normalise_annotations(raw, root)
+    groups = None if random else table["original_sample_id"].to_numpy()
+    if groups is not None:
+        mixed = table.groupby("original_sample_id")["class_id"].nunique()
+        if (mixed > 1).any():
+            raise DataError(
+                f"original_sample_id {mixed.index[mixed > 1][0]!r} has rows of different classes; "
+                "a recording must have one class"
+            )
+    strata = split_strata(table, grouped=not random)
+    which = assign_splits(table["class_id"].to_numpy(), groups, ratios, seed, strata)
+    result = {}
+    for i, split in enumerate(SPLITS):
+        part = raw[which == i].drop(columns=["split"], errors="ignore").reset_index(drop=True)
+        write_csv_atomic(part, root / split_table_name(split))
+        result[split] = part
+    return result
+
+
+@dataclass
+class LeakageReport:
+    """What the splits of a dataset share. `shared[(a, b)]` = (originals, rows of a, rows of b,
+    identical frame paths)."""
+
+    rows: dict[str, int]
+    originals: dict[str, int]
+    shared: dict[tuple[str, str], tuple[int, int, int, int]] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return all(sum(v) == 0 for v in self.shared.values())
+
+    def render(self) -> str:
+        lines = ["split   rows  originals"]
+        lines += [f"{s:<6}{self.rows[s]:>6}{self.originals[s]:>11}" for s in self.rows]
+        lines.append("")
+        lines.append("pair        shared originals  rows (first)  rows (second)  identical frames")
+        for (a, b), (orig, rows_a, rows_b, same) in self.shared.items():
+            lines.append(f"{a + '/' + b:<12}{orig:>16}{rows_a:>14}{rows_b:>15}{same:>18}")
+        lines.append("")
+        lines.append("no leakage: no recording is in two splits" if self.ok else "LEAKAGE: recordings shared between splits")
+        return "\n".join(lines)
+
+
+def audit_leakage(root: str | os.PathLike) -> LeakageReport:
+    """Compare the split tables of `root` by `original_sample_id` and frame path."""
+    from fume.data.layout import read_annotations
+
+    present = split_tables_present(root)
+    if len(present) < 2:
+        raise DataError(f"{root} has {len(present)} split table(s); run `fume split {root}` first")
+    tables = {s: read_annotations(root, s) for s in present}
+    report = LeakageReport(
+        rows={s: len(t) for s, t in tables.items()},
+        originals={s: t["original_sample_id"].nunique() for s, t in tables.items()},
+    )
+    for a, b in combinations(present, 2):
+        ta, tb = tables[a], tables[b]
+        shared = set(ta["original_sample_id"]) & set(tb["original_sample_id"])
+        report.shared[(a, b)] = (
+            len(shared),
+            int(ta["original_sample_id"].isin(shared).sum()),
+            int(tb["original_sample_id"].isin(shared).sum()),
+            len(set(ta["frame_path"]) & set(tb["frame_path"])),
+        )
+    return report

@@ -1,0 +1,229 @@
+"""`fume validate-data`: check every row and file of a dataset and report each kind of defect with
+counts and the first examples, instead of failing on the first one."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from fume.data.io import load_frame, load_mask
+from fume.data.labels import GASES, MASK_VALUES, LabelConfig
+from fume.data.layout import (
+    ANNOTATION_COLUMNS,
+    ANNOTATIONS_FILE,
+    PAIRED_COLUMNS,
+    SPLITS,
+    missing_columns,
+    normalise_path,
+    paired_table_name,
+    read_csv,
+    split_table_name,
+)
+from fume.errors import DataError
+
+# Defect kinds, in the order they are reported.
+DEFECTS: dict[str, str] = {
+    "unreadable_table": "annotation table that cannot be parsed",
+    "missing_columns": "table without a required column",
+    "bad_value": "cell that should be a number and is not",
+    "duplicate_row": "frame listed twice in one table",
+    "unknown_gas": "gas_type other than co2 / ch4",
+    "unknown_class": "class_name or class_id not in the class list",
+    "class_ph_mismatch": "class that contradicts the pH mapping",
+    "missing_file": "frame or mask file not found",
+    "unreadable_image": "image that cannot be decoded (corrupt or truncated)",
+    "mask_values": "mask with values outside {0, 1, 2}",
+    "size_mismatch": "frame and mask of different sizes",
+}
+EXAMPLES = 5
+
+
+@dataclass
+class ValidationReport:
+    root: str
+    tables: dict[str, int] = field(default_factory=dict)  # table -> rows
+    files_checked: int = 0
+    counts: dict[str, dict[str, int]] = field(default_factory=dict)  # "class"/"gas"/"ph" -> counts
+    defects: dict[str, list[str]] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return not any(self.defects.values())
+
+    def add(self, kind: str, message: str) -> None:
+        self.defects.setdefault(kind, []).append(message)
+
+    def render(self) -> str:
+        lines = [f"dataset {self.root}"]
+        lines += [f"  {name}: {rows} rows" for name, rows in self.tables.items()]
+        lines.append(f"  image files checked: {self.files_checked}")
+        for what, counts in self.counts.items():
+            lines.append(f"  by {what}: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+        if self.ok:
+            lines.append("OK: no defects found")
+            return "\n".join(lines)
+        total = sum(len(v) for v in self.defects.values())
+        lines.append(f"FAILED: {total} defect(s)")
+        for kind, description in DEFECTS.items():
+            found = self.defects.get(kind, [])
+            if not found:
+                continue
+            lines.append(f"  {kind} ({description}): {len(found)}")
+            lines += [f"    - {m}" for m in found[:EXAMPLES]]
+            if len(found) > EXAMPLES:
+                lines.append(f"    ... and {len(found) - EXAMPLES} more")
+        return "\n".join(lines)
+
+
+def _check_annotation_rows(table: pd.DataFrame, name: str, labels: LabelConfig, report: ValidationReport) -> pd.DataFrame:
+    """Row-level checks; returns the rows whose files should be checked (with normalised paths)."""
+    def where(i: int) -> str:
+        return f"{name} row {i + 2}"  # +2: header line and 1-based lines, as in a spreadsheet
+
+    for column in ("ph_value", "class_id", "augmentation_id"):
+        numbers = pd.to_numeric(table[column], errors="coerce")
+        for i in np.flatnonzero(numbers.isna().to_numpy()):
+            report.add("bad_value", f"{where(i)}: {column} = {table[column].iloc[i]!r} is not a number")
+    frames = table["frame_path"].astype(str).map(normalise_path)
+    masks = table["mask_path"].astype(str).map(normalise_path)
+    for i in np.flatnonzero(frames.duplicated().to_numpy()):
+        report.add("duplicate_row", f"{where(i)}: frame {frames.iloc[i]} is listed again")
+    for i, row in enumerate(table.itertuples(index=False)):
+        gas = str(row.gas_type).strip().lower()
+        if gas not in labels.gases:
+            report.add("unknown_gas", f"{where(i)}: gas_type {row.gas_type!r}; expected one of {list(labels.gases)}")
+        name_ok = str(row.class_name).strip() in labels.class_names
+        if not name_ok:
+            report.add("unknown_class", f"{where(i)}: class_name {row.class_name!r}; expected one of {labels.class_names}")
+        try:
+            class_id = int(float(row.class_id))
+            ph = float(row.ph_value)
+        except (TypeError, ValueError):
+            continue  # reported as bad_value
+        if not 0 <= class_id < labels.num_classes:
+            report.add("unknown_class", f"{where(i)}: class_id {class_id} outside 0..{labels.num_classes - 1}")
+            continue
+        if name_ok and labels.class_id(str(row.class_name).strip()) != class_id:
+            report.add("class_ph_mismatch", f"{where(i)}: class_name {row.class_name!r} but class_id {class_id}")
+        try:
+            expected = labels.class_of_ph(ph)
+        except DataError:
+            report.add("class_ph_mismatch", f"{where(i)}: pH {ph} is not a configured level {labels.ph_levels}")
+            continue
+        if expected != class_id:
+            report.add(
+                "class_ph_mismatch",
+                f"{where(i)}: pH {ph} maps to {labels.class_names[expected]} but the row says "
+                f"{labels.class_names[class_id]} (class_id {class_id})",
+            )
+    return pd.DataFrame({"frame": frames, "mask": masks, "where": [where(i) for i in range(len(table))]})
+
+
+def _check_files(
+    pairs: pd.DataFrame, root: Path, report: ValidationReport, progress: Callable[[int, int], None] | None
+) -> None:
+    """Each (frame, mask) once: existence, decoding, mask values, sizes."""
+    def load(rel: str, kind: str, where: str):
+        path = root / rel
+        if not path.is_file():
+            report.add("missing_file", f"{where}: {kind} {rel} not found")
+            return None
+        try:
+            report.files_checked += 1
+            return load_mask(path) if kind == "mask" else load_frame(path)
+        except DataError as err:
+            report.add("unreadable_image", f"{where}: {err}")
+            return None
+
+    unique = pairs.drop_duplicates(["frame", "mask"])
+    for done, row in enumerate(unique.itertuples(index=False), start=1):
+        frame = load(row.frame, "frame", row.where)
+        mask = load(row.mask, "mask", row.where)
+        if mask is not None:
+            values = set(np.unique(mask).tolist())
+            if not values <= MASK_VALUES:
+                report.add("mask_values", f"{row.where}: mask {row.mask} holds {sorted(values - MASK_VALUES)}; expected only 0, 1, 2")
+        if frame is not None and mask is not None and frame.shape != mask.shape:
+            report.add(
+                "size_mismatch",
+                f"{row.where}: frame {row.frame} is {frame.shape[1]}x{frame.shape[0]}, mask is {mask.shape[1]}x{mask.shape[0]}",
+            )
+        if progress is not None:
+            progress(done, len(unique))
+
+
+def validate_dataset(
+    root: str | os.PathLike,
+    label_config: LabelConfig | None = None,
+    check_files: bool = True,
+    progress: Callable[[int, int], None] | None = None,
+) -> ValidationReport:
+    """Check `annotations.csv`, the split tables and the paired tables present in `root`, and every
+    frame and mask they name. Never raises for a data defect: each one goes into the report.
+    `progress(done, total)` is called after each (frame, mask) file pair."""
+    labels = label_config or LabelConfig()
+    root = Path(root)
+    report = ValidationReport(root=str(root))
+    if not root.is_dir():
+        report.add("missing_file", f"dataset folder {root} not found")
+        return report
+    names = [ANNOTATIONS_FILE] + [split_table_name(s) for s in SPLITS]
+    paired_names = [paired_table_name(s) for s in SPLITS]
+    present = [n for n in names if (root / n).is_file()]
+    present_paired = [n for n in paired_names if (root / n).is_file()]
+    if not present:
+        report.add("missing_file", f"no annotation table in {root}; expected one of {names}")
+        return report
+
+    to_check = []
+    all_rows = []
+    for name in present + present_paired:
+        try:
+            table = read_csv(root / name)
+        except DataError as err:
+            report.add("unreadable_table", str(err))
+            continue
+        report.tables[name] = len(table)
+        required = PAIRED_COLUMNS if name in present_paired else ANNOTATION_COLUMNS
+        absent = missing_columns(table, required)
+        if absent:
+            report.add("missing_columns", f"{name}: missing {absent}; expected columns {required}")
+            continue
+        if name in present_paired:
+            to_check.append(_paired_rows(table, name, labels, report))
+        else:
+            to_check.append(_check_annotation_rows(table, name, labels, report))
+            all_rows.append(table)
+    if all_rows:  # counts of annotations.csv, else of the split tables together
+        _count(all_rows[0] if ANNOTATIONS_FILE in report.tables else pd.concat(all_rows), report)
+    if check_files and to_check:
+        _check_files(pd.concat(to_check, ignore_index=True), root, report, progress)
+    return report
+
+
+def _paired_rows(table: pd.DataFrame, name: str, labels: LabelConfig, report: ValidationReport) -> pd.DataFrame:
+    rows = []
+    for i, row in enumerate(table.itertuples(index=False)):
+        where = f"{name} row {i + 2}"
+        for gas in GASES:
+            frame = normalise_path(getattr(row, f"{gas}_frame") or "")
+            mask = normalise_path(getattr(row, f"{gas}_mask") or "")
+            if frame or mask:
+                rows.append({"frame": frame, "mask": mask, "where": where})
+        try:
+            if labels.class_of_ph(float(row.ph_value)) != int(row.class_id):
+                report.add("class_ph_mismatch", f"{where}: pH {row.ph_value} does not map to class_id {row.class_id}")
+        except (DataError, ValueError, TypeError):
+            report.add("class_ph_mismatch", f"{where}: pH {row.ph_value!r} / class_id {row.class_id!r} not in the mapping")
+    return pd.DataFrame(rows, columns=["frame", "mask", "where"])
+
+
+def _count(table: pd.DataFrame, report: ValidationReport) -> None:
+    report.counts["class"] = {str(k): int(v) for k, v in table["class_name"].value_counts().sort_index().items()}
+    report.counts["gas"] = {str(k): int(v) for k, v in table["gas_type"].value_counts().sort_index().items()}
+
