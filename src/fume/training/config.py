@@ -1,0 +1,374 @@
+"""The run configuration: one pydantic model in the seed's shape, loaded from YAML plus dotted
+overrides (`training.batch_size=4 data.image_size=[320,256]`, values parsed as YAML).
+
+Unknown keys and wrong types are errors that name the key and what is allowed, so a typo
+never silently falls back to a default.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from fume.data.labels import LabelConfig
+from fume.data.transforms import AugmentationConfig
+from fume.errors import ConfigError
+
+# Metrics a run can monitor for early stopping and best.ckpt (logged as val/<name>).
+MonitorMetric = Literal["balanced_accuracy", "miou", "joint_score", "macro_f1", "accuracy", "loss"]
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class ExperimentConfig(Section):
+    name: str = "fume"
+    seed: int = 42
+    # A run writes to output_dir/name unless `fume train --out` says otherwise.
+    output_dir: Path = Path("runs")
+    tags: list[str] = Field(default_factory=list)
+    notes: str = ""
+
+
+class ModelConfig(Section):
+    """`name` picks a registry model (fume.models.list_models()); the other keys are passed to
+    fume.models.create_model only when set, so baselines without a switch don't receive it."""
+
+    name: str = "fume"
+    encoder: Literal["shared", "separate"] | None = None
+    fusion: Literal["concat", "add", "self_attention", "cross_attention", "self_channel", "full_cross"] | None = None
+    tasks: Literal["seg_cls", "seg", "cls"] | None = None
+    modalities: Literal["dual", "co2", "ch4"] | None = None
+    num_classes: int | None = Field(default=None, ge=2)
+    num_seg_classes: int | None = Field(default=None, ge=2)
+    dropout: float | None = Field(default=None, ge=0.0, lt=1.0)
+
+    def model_kwargs(self) -> dict[str, Any]:
+        return {k: v for k, v in self.model_dump().items() if k != "name" and v is not None}
+
+
+class SyntheticDataConfig(Section):
+    """How `fume quickstart` generates the embedded synthetic dataset when it is absent."""
+
+    n_originals: int = Field(default=120, ge=6)
+    augmentations: int = Field(default=2, ge=0)
+    size: tuple[int, int] = (640, 480)
+    seed: int = 0
+
+
+class DataConfig(Section):
+    dataset_root: Path = Path("data/synthetic")
+    # Where paired_{train,val,test}_annotations.csv live; None = dataset_root.
+    paired_dir: Path | None = None
+    image_size: tuple[int, int] = (640, 480)  # (W, H)
+    num_workers: int = Field(default=2, ge=0)
+    pin_memory: bool = True
+    modality_dropout: float = Field(default=0.2, ge=0.0, le=1.0)
+    augment: bool = True
+    augmentation: AugmentationConfig = Field(default_factory=AugmentationConfig)
+    labels: LabelConfig = Field(default_factory=LabelConfig)
+    # Check every file the tables name before the first step (fume.data.validate).
+    validate_before_training: bool = True
+    synthetic: SyntheticDataConfig | None = None
+
+    @field_validator("image_size")
+    @classmethod
+    def _multiple_of_32(cls, size: tuple[int, int]) -> tuple[int, int]:
+        w, h = size
+        if w <= 0 or h <= 0 or w % 32 or h % 32:
+            near = [max(32, round(v / 32) * 32) for v in size]
+            raise ValueError(f"must be [W, H], both positive multiples of 32 (the models downsample by 32); got [{w}, {h}], nearest allowed {near}")
+        return size
+
+    @property
+    def paired_tables_dir(self) -> Path:
+        return self.paired_dir if self.paired_dir is not None else self.dataset_root
+
+    def paired_table(self, split: str) -> Path:
+        return self.paired_tables_dir / f"paired_{split}_annotations.csv"
+
+
+class OptimizerConfig(Section):
+    name: Literal["adamw"] = "adamw"
+    lr: float = Field(default=1e-3, gt=0)
+    weight_decay: float = Field(default=1e-4, ge=0)
+    betas: tuple[float, float] = (0.9, 0.999)
+
+
+class SchedulerConfig(Section):
+    # Cosine annealing from optimizer.lr to eta_min over the whole run (stepped every batch).
+    name: Literal["cosine", "none"] = "cosine"
+    eta_min: float = Field(default=1e-5, ge=0)
+    warmup_epochs: float = Field(default=0.0, ge=0)
+
+
+class LossConfig(Section):
+    seg_loss: Literal["focal", "focal_dice", "dice", "ce", "weighted_ce"] = "focal_dice"
+    cls_loss: Literal["focal", "focal_dice", "dice", "ce", "weighted_ce"] = "focal"
+    gamma: float = Field(default=2.0, ge=0)
+    # Per-class weights of the classification loss (focal alpha / CE weights), one per class.
+    cls_alpha: list[float] | None = Field(default_factory=lambda: [1.0, 8.0, 1.2])
+    seg_class_weights: list[float] | None = None
+    lambda_seg: float = Field(default=1.0, ge=0)
+    lambda_cls: float = Field(default=1.0, ge=0)
+
+
+class EarlyStoppingConfig(Section):
+    enabled: bool = True
+    monitor: MonitorMetric = "balanced_accuracy"
+    patience: int = Field(default=15, ge=1)
+    min_delta: float = Field(default=0.0, ge=0)
+
+
+class CheckpointConfig(Section):
+    monitor: MonitorMetric = "balanced_accuracy"  # decides best.ckpt
+    save_last: bool = True
+    every_n_epochs: int = Field(default=5, ge=0)  # 0 = no periodic checkpoints
+
+
+class TrainingConfig(Section):
+    num_epochs: int = Field(default=50, ge=1)
+    batch_size: int = Field(default=8, ge=1)
+    optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig)
+    scheduler: SchedulerConfig = Field(default_factory=SchedulerConfig)
+    loss: LossConfig = Field(default_factory=LossConfig)
+    grad_clip: float | None = Field(default=1.0, gt=0)
+    use_amp: bool = True  # bf16-mixed where the GPU supports it, else 16-mixed; fp32 on CPU
+    accumulate_grad_batches: int = Field(default=1, ge=1)
+    early_stopping: EarlyStoppingConfig = Field(default_factory=EarlyStoppingConfig)
+    checkpoint: CheckpointConfig = Field(default_factory=CheckpointConfig)
+
+
+class ValidationConfig(Section):
+    batch_size: int = Field(default=8, ge=1)
+    every_n_epochs: int = Field(default=1, ge=1)
+    sanity_steps: int = Field(default=0, ge=0)
+
+
+class TestingConfig(Section):
+    batch_size: int = Field(default=8, ge=1)
+    split: str = "test"
+    save_masks: bool = False
+    qualitative_per_class: int = Field(default=2, ge=0)
+
+
+class WandbConfig(Section):
+    enabled: bool = False
+    project: str = "fume"
+    entity: str | None = None
+    offline: bool = True
+
+
+class MlflowConfig(Section):
+    enabled: bool = False
+    tracking_uri: str | None = None  # None = a file store under RUN_DIR/mlruns
+    experiment_name: str = "fume"
+
+
+class LoggingConfig(Section):
+    tensorboard: bool = True
+    csv: bool = True
+    wandb: WandbConfig = Field(default_factory=WandbConfig)
+    mlflow: MlflowConfig = Field(default_factory=MlflowConfig)
+    log_every_n_steps: int = Field(default=10, ge=1)
+    progress_bar: bool = True
+    metrics_table: bool = True
+
+
+class ResumeConfig(Section):
+    enabled: bool = False
+    checkpoint: Path | None = None  # None = RUN_DIR/checkpoints/last.ckpt
+
+
+class TrainerConfig(Section):
+    """Passed to lightning.Trainer: several GPUs or nodes run DDP with the same command."""
+
+    accelerator: str = "auto"
+    devices: int | str | list[int] = "auto"
+    num_nodes: int = Field(default=1, ge=1)
+    strategy: str = "auto"
+    deterministic: bool = False
+    limit_train_batches: int | float = 1.0
+    limit_val_batches: int | float = 1.0
+
+
+class FumeConfig(Section):
+    experiment: ExperimentConfig = Field(default_factory=ExperimentConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    data: DataConfig = Field(default_factory=DataConfig)
+    training: TrainingConfig = Field(default_factory=TrainingConfig)
+    validation: ValidationConfig = Field(default_factory=ValidationConfig)
+    testing: TestingConfig = Field(default_factory=TestingConfig)
+    logging: LoggingConfig = Field(default_factory=LoggingConfig)
+    weighted_sampling: bool = True
+    resume: ResumeConfig = Field(default_factory=ResumeConfig)
+    trainer: TrainerConfig = Field(default_factory=TrainerConfig)
+
+    @model_validator(mode="after")
+    def _class_counts_agree(self) -> FumeConfig:
+        n = len(self.data.labels.class_names)
+        for key, weights in (("training.loss.cls_alpha", self.training.loss.cls_alpha),):
+            if weights is not None and len(weights) != n:
+                raise ValueError(f"{key} has {len(weights)} values but data.labels.class_names has {n} classes")
+        seg = self.training.loss.seg_class_weights
+        if seg is not None and len(seg) != 3:
+            raise ValueError(f"training.loss.seg_class_weights needs 3 values (background, tube, gas), got {len(seg)}")
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-like values (paths as strings): safe for YAML files and checkpoints."""
+        return self.model_dump(mode="json")
+
+
+# ---------------------------------------------------------------- loading, overrides, saving
+
+
+def _describe_allowed(model_cls: type[BaseModel], loc: tuple[Any, ...]) -> str:
+    """The keys allowed at `loc` (the parent of an unknown key), for the error message."""
+    cls: Any = model_cls
+    for part in loc:
+        field = cls.model_fields.get(part) if isinstance(part, str) and hasattr(cls, "model_fields") else None
+        if field is None:
+            return ""
+        cls = field.annotation
+        if not (isinstance(cls, type) and issubclass(cls, BaseModel)):
+            # Optional[Section]: look inside the union for the pydantic model.
+            cls = next((a for a in getattr(cls, "__args__", ()) if isinstance(a, type) and issubclass(a, BaseModel)), None)
+            if cls is None:
+                return ""
+    return ", ".join(cls.model_fields)
+
+
+def _format_validation_error(err: ValidationError, source: str) -> str:
+    lines = [f"invalid configuration ({source}):"]
+    for e in err.errors():
+        loc = tuple(p for p in e["loc"])
+        key = ".".join(str(p) for p in loc) or "(top level)"
+        if e["type"] == "extra_forbidden":
+            allowed = _describe_allowed(FumeConfig, loc[:-1])
+            lines.append(f"  {key}: unknown key; allowed keys here: {allowed}")
+        elif e["type"] == "value_error":  # our own validators already name the value
+            msg = e["msg"].removeprefix("Value error, ")
+            lines.append(f"  {msg}" if not loc else f"  {key}: {msg}")
+        else:
+            got = e.get("input")
+            shown = f"a section with keys {sorted(got)}" if isinstance(got, dict) else repr(got)
+            lines.append(f"  {key}: {e['msg']} (got {shown})")
+    return "\n".join(lines)
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """`a.b.c=value` -> (["a","b","c"], yaml-parsed value)."""
+    key, sep, raw = text.partition("=")
+    key = key.strip()
+    if not sep or not key or any(not p for p in key.split(".")):
+        raise ConfigError(f"override {text!r} must look like section.key=value, e.g. training.batch_size=4")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError as err:
+        raise ConfigError(f"override {text!r}: value is not valid YAML ({err})") from None
+    return key.split("."), value
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str] | tuple[str, ...]) -> dict[str, Any]:
+    """Set dotted keys in a nested dict (a copy); unknown keys are left for validation to reject."""
+    import copy
+
+    result = copy.deepcopy(raw)
+    for text in overrides:
+        path, value = parse_override(text)
+        node = result
+        for i, part in enumerate(path[:-1]):
+            child = node.get(part)
+            if child is None:
+                child = node[part] = {}
+            elif not isinstance(child, dict):
+                where = ".".join(path[: i + 1])
+                raise ConfigError(f"override {text!r}: {where} is a value ({child!r}), not a section")
+            node = child
+        node[path[-1]] = value
+    return result
+
+
+def validate_config(raw: dict[str, Any], source: str = "configuration") -> FumeConfig:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: expected a mapping of sections (experiment, model, data, training, ...), got {type(raw).__name__}")
+    try:
+        return FumeConfig.model_validate(raw)
+    except ValidationError as err:
+        raise ConfigError(_format_validation_error(err, source)) from None
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as err:
+        raise ConfigError(f"config file {path} is not valid YAML: {err}") from None
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"config file {path}: expected a mapping of sections at the top level, got {type(raw).__name__}")
+    return raw
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> FumeConfig:
+    """Read a YAML config (or start from the defaults when path is None), apply dotted overrides,
+    validate. Raises ConfigError naming the file, the key and what is allowed."""
+    raw = read_yaml(path) if path is not None else {}
+    source = str(path) if path is not None else "defaults"
+    if overrides:
+        source += " + overrides"
+    return validate_config(apply_overrides(raw, overrides), source)
+
+
+def override_config(config: FumeConfig, overrides: list[str] | tuple[str, ...], source: str = "configuration") -> FumeConfig:
+    """A copy of `config` with dotted overrides applied and validated."""
+    if not overrides:
+        return config
+    return validate_config(apply_overrides(config.to_dict(), overrides), f"{source} + overrides")
+
+
+def resolve_paths(config: FumeConfig, base: str | Path | None = None) -> FumeConfig:
+    """Relative data and output paths made absolute (against the working directory), so a saved
+    config and a checkpoint still find the data when used from another directory."""
+    base = Path(base) if base is not None else Path.cwd()
+
+    def absolute(p: Path | None) -> Path | None:
+        return None if p is None else (p if p.is_absolute() else (base / p)).resolve()
+
+    data = config.data.model_copy(update={"dataset_root": absolute(config.data.dataset_root), "paired_dir": absolute(config.data.paired_dir)})
+    experiment = config.experiment.model_copy(update={"output_dir": absolute(config.experiment.output_dir)})
+    return config.model_copy(update={"data": data, "experiment": experiment})
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    """Write to a temporary file beside `path`, then rename: readers never see half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def dump_config(config: FumeConfig) -> str:
+    return yaml.safe_dump(config.to_dict(), sort_keys=False, default_flow_style=None)
+
+
+def save_config(config: FumeConfig, path: str | Path) -> Path:
+    """Write the resolved configuration as YAML (atomically)."""
+    atomic_write_text(path, dump_config(config))
+    return Path(path)
