@@ -217,11 +217,12 @@ class _AttentionBase(nn.Module):
     def attend(self, x: torch.Tensor, source: torch.Tensor) -> torch.Tensor:
         """softmax(Q(x) K(source)^T / sqrt(d)) V(source), back in x's (B, C, H, W) layout."""
         b, c, h, w = x.shape
-        q = self.query(x).flatten(2).transpose(1, 2)  # (B, N, d)
-        k = self.key(source).flatten(2).transpose(1, 2)
-        v = self.value(source).flatten(2).transpose(1, 2)  # (B, N, C)
+        # (B, 1 head, N, d): the 4-D layout every ONNX exporter maps to attention.
+        q = self.query(x).flatten(2).transpose(1, 2).unsqueeze(1)
+        k = self.key(source).flatten(2).transpose(1, 2).unsqueeze(1)
+        v = self.value(source).flatten(2).transpose(1, 2).unsqueeze(1)  # (B, 1, N, C)
         out = F.scaled_dot_product_attention(q, k, v)
-        return out.transpose(1, 2).reshape(b, c, h, w)
+        return out.squeeze(1).transpose(1, 2).reshape(b, c, h, w)
 
 
 class SelfAttention(_AttentionBase):

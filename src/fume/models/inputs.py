@@ -22,7 +22,7 @@ def check_size(height: int, width: int, multiple: int = SIZE_MULTIPLE) -> None:
     if height <= 0 or width <= 0 or height % multiple or width % multiple:
         options = ", ".join(f"{h}x{w}" for h, w in nearest_valid_sizes(height, width, multiple))
         raise ValueError(
-            f"input height x width must be multiples of {multiple}, got {height}x{width}; "
+            f"input height x width must be multiples of {multiple}, got {height}x{width} (HxW); "
             f"nearest valid sizes (HxW): {options}. Resize or pad the frames."
         )
 

@@ -1,0 +1,86 @@
+"""Model size and cost: parameters, multiply-accumulates per CO2 + CH4 pair, CPU latency."""
+
+from __future__ import annotations
+
+import statistics
+import time
+from contextlib import contextmanager
+from typing import Iterator
+
+import torch
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+from fume.models.inputs import check_size
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Number of parameters (all of them, trainable or not)."""
+    return sum(p.numel() for p in model.parameters())
+
+
+def example_pair(size: tuple[int, int] = (640, 480), batch: int = 1) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """A random (co2, ch4, modality_mask) input with both gases present; size is (W, H)."""
+    width, height = size
+    check_size(height, width)
+    generator = torch.Generator().manual_seed(0)
+    co2 = torch.rand(batch, 1, height, width, generator=generator)
+    ch4 = torch.rand(batch, 1, height, width, generator=generator)
+    return co2, ch4, torch.ones(batch, 2)
+
+
+@contextmanager
+def _eval_mode(model: nn.Module) -> Iterator[nn.Module]:
+    was_training = model.training
+    model.eval()
+    try:
+        yield model
+    finally:
+        model.train(was_training)
+
+
+def count_macs(model: nn.Module, size: tuple[int, int] = (640, 480)) -> int:
+    """Multiply-accumulates for one pair (batch 1, both gases present) at size (W, H), counted
+    with torch.utils.flop_counter (convolutions, matrix products, attention; MACs = FLOPs / 2)."""
+    counter = FlopCounterMode(display=False)
+    with _eval_mode(model), torch.no_grad(), counter:
+        model(*example_pair(size))
+    return counter.get_total_flops() // 2
+
+
+@contextmanager
+def _threads(threads: int | None) -> Iterator[None]:
+    previous = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+def measure_latency(
+    model: nn.Module, size: tuple[int, int] = (640, 480), runs: int = 20, warmup: int = 5, threads: int | None = None
+) -> dict[str, float]:
+    """Eager CPU latency of one pair (batch 1) in inference mode: median and 90th percentile of
+    `runs` timed calls after `warmup` untimed ones. Returns p50_ms, p90_ms, mean_ms, runs, threads."""
+    if runs < 1:
+        raise ValueError(f"runs must be >= 1, got {runs}")
+    inputs = example_pair(size)
+    times: list[float] = []
+    with _eval_mode(model), torch.inference_mode(), _threads(threads):
+        for _ in range(warmup):
+            model(*inputs)
+        for _ in range(runs):
+            start = time.perf_counter()
+            model(*inputs)
+            times.append((time.perf_counter() - start) * 1000.0)
+        used_threads = torch.get_num_threads()
+    p90 = statistics.quantiles(times, n=10, method="inclusive")[8] if runs > 1 else times[0]
+    return {
+        "p50_ms": statistics.median(times),
+        "p90_ms": p90,
+        "mean_ms": statistics.fmean(times),
+        "runs": runs,
+        "threads": used_threads,
+    }
