@@ -36,7 +36,7 @@ DEFECTS: dict[str, str] = {
     "unknown_class": "class_name or class_id not in the class list",
     "class_ph_mismatch": "class that contradicts the pH mapping",
     "missing_file": "frame or mask file not found",
-    "unreadable_image": "image that cannot be decoded (corrupt or truncated)",
+    "unreadable_image": "image that cannot be decoded: corrupt or truncated",
     "mask_values": "mask with values outside {0, 1, 2}",
     "size_mismatch": "frame and mask of different sizes",
 }
@@ -225,5 +225,5 @@ def _paired_rows(table: pd.DataFrame, name: str, labels: LabelConfig, report: Va
 
 def _count(table: pd.DataFrame, report: ValidationReport) -> None:
     report.counts["class"] = {str(k): int(v) for k, v in table["class_name"].value_counts().sort_index().items()}
-    report.counts["gas"] = {str(k): int(v) for k, v in table["gas_type"].value_counts().sort_index().items()}
+    report.counts["gas"] = {str(k): int(v) for k, v in table["gas_type"].astype(str).str.strip().str.lower().value_counts().sort_index().items()}
 
