@@ -37,7 +37,7 @@ class ConvBNReLU(nn.Sequential):
 class ChannelAttention(nn.Module):
     """Squeeze-and-excitation: x * sigmoid(W2 relu(W1 gap(x))), one weight per channel."""
 
-    def __init__(self, channels: int, reduction: int = 16, min_hidden: int = 4) -> None:
+    def __init__(self, channels: int, reduction: int = 16, min_hidden: int = 8) -> None:
         super().__init__()
         hidden = max(min_hidden, channels // reduction)
         self.fc1 = nn.Conv2d(channels, hidden, 1)

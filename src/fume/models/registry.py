@@ -46,7 +46,7 @@ def model_options(name: str) -> dict[str, object]:
     """The keyword options of a model with their defaults."""
     _ensure_registered()
     if name not in _REGISTRY:
-        raise ConfigError(f"unknown model {name!r}; available models: {', '.join(_REGISTRY)}")
+        raise ConfigError(f"unknown model {name!r}; available models: {', '.join(list_models())}")
     params = inspect.signature(_REGISTRY[name].builder).parameters
     return {key: p.default for key, p in params.items() if p.kind is inspect.Parameter.KEYWORD_ONLY or p.default is not p.empty}
 
