@@ -44,7 +44,9 @@ class ChannelAttention(nn.Module):
         self.fc2 = nn.Conv2d(hidden, channels, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        w = x.mean(dim=(2, 3), keepdim=True)
+        # adaptive_avg_pool2d(x, 1) rather than mean(): it exports as GlobalAveragePool, which ONNX
+        # Runtime runs in its blocked conv layout (no layout conversions around each SE block).
+        w = F.adaptive_avg_pool2d(x, 1)
         w = torch.sigmoid(self.fc2(F.relu(self.fc1(w))))
         return x * w
 
