@@ -13,7 +13,7 @@ from rich.table import Table
 
 # The headline metrics, in this order (per-gas details stay in the logs and metrics.json).
 TABLE_ORDER = [
-    "train_loss", "loss", "miou", "dice", "pixel_accuracy", "iou_background", "iou_tube", "iou_gas", "co2_miou",
+    "loss", "miou", "dice", "pixel_accuracy", "iou_background", "iou_tube", "iou_gas", "co2_miou",
     "ch4_miou", "hd95_gas", "asd_gas", "accuracy", "balanced_accuracy", "macro_f1", "weighted_f1", "cohens_kappa",
     "joint_score", "num_samples",
 ]
@@ -46,9 +46,6 @@ class MetricsTable(L.Callback):
         if trainer.sanity_checking:
             return
         metrics = dict(getattr(pl_module, "last_val_metrics", {}))
-        train_loss = trainer.callback_metrics.get("train_loss_epoch")
-        if train_loss is not None:
-            metrics = {"train_loss": float(train_loss), **metrics}
         if metrics:
             self.console.print(metrics_table(metrics, f"validation, epoch {trainer.current_epoch + 1}/{trainer.max_epochs}"))
 

@@ -80,7 +80,14 @@ def load_model_from_checkpoint(path: str | Path, map_location: Any = "cpu") -> t
     config = config_from_checkpoint(ckpt, path)
     model = build_model(config.model)
     state = {k[len(MODEL_PREFIX):]: v for k, v in ckpt["state_dict"].items() if k.startswith(MODEL_PREFIX)}
-    missing, unexpected = model.load_state_dict(state, strict=False)
+    try:
+        missing, unexpected = model.load_state_dict(state, strict=False)
+    except RuntimeError as err:  # same names, other shapes
+        detail = str(err).splitlines()
+        raise FumeError(
+            f"checkpoint {path} does not match model {config.model.name!r} built from its config "
+            f"({len(detail) - 1} tensors of another shape, e.g.{detail[1] if len(detail) > 1 else ''}); was it written by another FUME version?"
+        ) from None
     if missing or unexpected:
         raise FumeError(
             f"checkpoint {path} does not match model {config.model.name!r} built from its config: "

@@ -60,6 +60,13 @@ class SyntheticDataConfig(Section):
     augmentations: int = Field(default=2, ge=0)
     size: tuple[int, int] = (640, 480)
     seed: int = 0
+    class_mix: tuple[float, ...] | None = None  # share of recordings per class; None = the generator's (seed statistics)
+    co2_fraction: float | None = Field(default=None, ge=0, le=1)
+
+    def generator_kwargs(self) -> dict[str, Any]:
+        kwargs = {"n_originals": self.n_originals, "augmentations": self.augmentations, "size": tuple(self.size), "seed": self.seed}
+        kwargs.update({k: v for k, v in (("class_mix", self.class_mix), ("co2_fraction", self.co2_fraction)) if v is not None})
+        return kwargs
 
 
 class DataConfig(Section):

@@ -35,11 +35,7 @@ def prepare_synthetic_dataset(config: FumeConfig, console: Console) -> None:
         total = synthetic.n_originals * (1 + synthetic.augmentations)
         with Progress(console=console, transient=True) as bar:
             task = bar.add_task(f"generating {total} synthetic frames", total=total)
-            generate_dataset(
-                root, n_originals=synthetic.n_originals, augmentations=synthetic.augmentations,
-                size=tuple(synthetic.size), seed=synthetic.seed, label_config=config.data.labels,
-                progress=lambda k: bar.advance(task, k),
-            )
+            generate_dataset(root, **synthetic.generator_kwargs(), label_config=config.data.labels, progress=lambda k: bar.advance(task, k))
         console.print(f"generated {total} frames ({synthetic.size[0]}x{synthetic.size[1]}) in {root}")
     if not split_tables_present(root):
         split_dataset(root, seed=config.experiment.seed)

@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import logging
 import math
+import warnings
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,6 +45,24 @@ class TrainResult:
     stopped_early: bool
     metrics: dict[str, Any]
     seconds: float
+
+
+_NOISE = ("💡 Tip", "was configured so 100%", "Loading `train_dataloader` to estimate")
+
+
+class _DropNoise(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = str(record.getMessage())
+        return not any(n in message for n in _NOISE)
+
+
+def quiet_lightning() -> None:
+    """Drop Lightning's advertising and routine notes from the console; warnings that matter stay."""
+    for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"):
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _DropNoise) for f in logger.filters):
+            logger.addFilter(_DropNoise())
+    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
 
 
 def choose_precision(use_amp: bool, accelerator: str) -> str:
@@ -129,10 +149,16 @@ def build_trainer(
     callbacks: list[Any] = [
         ModelCheckpoint(
             dirpath=ckpt_dir, filename="best", monitor=f"val_{monitor}", mode=mode, save_top_k=1,
-            save_last=t.checkpoint.save_last, auto_insert_metric_name=False, enable_version_counter=False,
+            auto_insert_metric_name=False, enable_version_counter=False,
         ),
         CheckpointOnInterrupt(ckpt_dir / "last.ckpt"),
     ]
+    if t.checkpoint.save_last:
+        # Lightning's own save_last only follows saves of best.ckpt; this one writes every epoch.
+        callbacks.append(
+            ModelCheckpoint(dirpath=ckpt_dir, filename="last", monitor=None, save_top_k=1, every_n_epochs=1,
+                            auto_insert_metric_name=False, enable_version_counter=False)
+        )
     if t.checkpoint.every_n_epochs > 0:
         callbacks.append(
             ModelCheckpoint(
@@ -164,8 +190,8 @@ def build_trainer(
         accumulate_grad_batches=t.accumulate_grad_batches,
         check_val_every_n_epoch=config.validation.every_n_epochs,
         num_sanity_val_steps=config.validation.sanity_steps,
-        limit_train_batches=tr.limit_train_batches,
-        limit_val_batches=tr.limit_val_batches,
+        limit_train_batches=tr.limit_train_batches if tr.limit_train_batches != 1.0 else None,
+        limit_val_batches=tr.limit_val_batches if tr.limit_val_batches != 1.0 else None,
         deterministic=tr.deterministic,
         logger=loggers or False,
         log_every_n_steps=config.logging.log_every_n_steps,
@@ -218,6 +244,30 @@ def _save_run_config(config: FumeConfig, run_dir: Path) -> None:
     save_config(config, path)
 
 
+def _set_aside_csv_log(run_dir: Path) -> Path | None:
+    """Lightning's CSVLogger deletes an existing metrics.csv; keep it for merging after a resume."""
+    log = run_dir / "csv" / "metrics.csv"
+    if not log.is_file():
+        return None
+    kept = log.with_name(f"metrics.before-resume-{time.strftime('%Y%m%d-%H%M%S')}.csv")
+    log.replace(kept)
+    return kept
+
+
+def _merge_csv_logs(earlier: Path, current: Path) -> None:
+    """One metrics.csv: the earlier rows of the epochs before the resumed one, then the new rows."""
+    import pandas as pd
+
+    old = pd.read_csv(earlier)
+    new = pd.read_csv(current) if current.is_file() else old.iloc[:0]
+    first = new["epoch"].min() if len(new) else float("inf")
+    merged = pd.concat([old[old["epoch"] < first], new], ignore_index=True)
+    tmp = current.with_name(".metrics.csv.tmp")
+    merged.to_csv(tmp, index=False)
+    tmp.replace(current)
+    earlier.unlink()
+
+
 def _best_metrics(history: list[dict[str, Any]], monitor: str) -> dict[str, Any]:
     if not history:
         return {}
@@ -248,6 +298,7 @@ def train(config: FumeConfig, run_dir: str | Path | None = None, resume: bool = 
     from fume.training.module import FumeTask
 
     console = console or Console(stderr=True)
+    quiet_lightning()
     start = time.perf_counter()
     run_dir = Path(run_dir) if run_dir is not None else default_run_dir(config)
     resume = resume or config.resume.enabled
@@ -268,7 +319,12 @@ def train(config: FumeConfig, run_dir: str | Path | None = None, resume: bool = 
     history = _History()
     trainer = build_trainer(config, run_dir, monitor, stop_monitor, extra_callbacks=[history])
     task = FumeTask(config)
-    trainer.fit(task, datamodule=datamodule, ckpt_path=str(ckpt_path) if ckpt_path else None)
+    earlier_log = _set_aside_csv_log(run_dir) if ckpt_path is not None and trainer.is_global_zero else None
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"(Checkpoint|Experiment logs) directory .* exists and is not empty")
+        trainer.fit(task, datamodule=datamodule, ckpt_path=str(ckpt_path) if ckpt_path else None)
+    if earlier_log is not None:
+        _merge_csv_logs(earlier_log, run_dir / "csv" / "metrics.csv")
 
     from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 
