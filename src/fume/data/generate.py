@@ -102,10 +102,12 @@ def _sample_noise(grid: np.ndarray, u: np.ndarray, v: np.ndarray) -> np.ndarray:
     return cv2.remap(grid, mx, my, cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT_101)
 
 
-def plume_density(shape: PlumeShape, u: np.ndarray, v: np.ndarray) -> np.ndarray:
-    """Column density (about 1 in the core, 0 outside) at plume coordinates (u, v)."""
-    n1 = _sample_noise(shape.noise_a, u, v)
-    n2 = _sample_noise(shape.noise_b, u, v) + 0.5 * _sample_noise(shape.noise_c, u, v)
+def plume_density(shape: PlumeShape, u: np.ndarray, v: np.ndarray, advection: float = 0.0) -> np.ndarray:
+    """Column density (about 1 in the core, 0 outside) at plume coordinates (u, v); `advection`
+    carries the turbulence downstream by that many plume lengths (for sequences)."""
+    ut = u - advection
+    n1 = _sample_noise(shape.noise_a, ut, v)
+    n2 = _sample_noise(shape.noise_b, ut, v) + 0.5 * _sample_noise(shape.noise_c, ut, v)
     grow = np.clip(u / 0.65, 0.0, 1.0) ** 0.6
     half_width = shape.outlet_width + (shape.width - shape.outlet_width) * grow
     across = (v - shape.bend * u * u) / half_width + shape.warp * n2
@@ -142,13 +144,28 @@ def plume_area_uv(shape: PlumeShape, threshold: float, step: float = 0.01) -> fl
 
 # ---------------------------------------------------------------- one frame
 
+@dataclass(frozen=True)
+class PlumeMotion:
+    """How one frame of a sequence differs from the recording's still frame (fume.data.sequence):
+    the release rate pulses, the plume swings and its turbulence drifts; the sensor noise is new."""
+
+    rate_scale: float = 1.0
+    angle_offset: float = 0.0  # radians
+    advection: float = 0.0  # plume lengths
+    noise_seed: int | None = None
+
+
 def _smooth_field(rng: np.random.Generator, w: int, h: int, cells: tuple[int, int]) -> np.ndarray:
     grid = rng.standard_normal((cells[1], cells[0])).astype(np.float32)
     return cv2.resize(grid, (w, h), interpolation=cv2.INTER_CUBIC)
 
 
-def render_recording(rec: Recording, size: tuple[int, int], physics: PlumePhysics, rng: np.random.Generator):
-    """The original frame (uint8 H x W), its mask and the plume's target area of one recording."""
+def render_recording(
+    rec: Recording, size: tuple[int, int], physics: PlumePhysics, rng: np.random.Generator, motion: PlumeMotion | None = None
+):
+    """The original frame (uint8 H x W), its mask and the plume's target area of one recording.
+    With `motion`, one frame of a sequence: same scene (same rng draws), moved plume."""
+    motion = motion or PlumeMotion()
     W, H = size
     w, h = max(W // 2, 8), max(H // 2, 8)  # render resolution
     co2 = rec.gas == "co2"
@@ -183,16 +200,16 @@ def render_recording(rec: Recording, size: tuple[int, int], physics: PlumePhysic
     outlet = entry + axis * tube_len
 
     # Plume: drifts from the outlet into the frame, area set by the recording's release rate.
-    rate = physics.release(rec.gas, rec.ph) * float(np.exp(rng.normal(0.0, physics.recording_noise)))
+    rate = physics.release(rec.gas, rec.ph) * float(np.exp(rng.normal(0.0, physics.recording_noise))) * motion.rate_scale
     target_area = (physics.co2_area if co2 else physics.ch4_area) * rate * W * H
     shape = random_plume_shape(rng)
     scale = np.sqrt(target_area / plume_area_uv(shape, physics.density_threshold))  # pixels per unit u
-    theta = np.arctan2(axis[1], axis[0]) + rng.uniform(-0.3, 0.3)
+    theta = np.arctan2(axis[1], axis[0]) + rng.uniform(-0.3, 0.3) + motion.angle_offset
     # Coordinates of every render pixel in plume units (render pixel centres -> full-res pixels).
     px, py = (xx + 0.5) * (W / w) - 0.5 - outlet[0], (yy + 0.5) * (H / h) - 0.5 - outlet[1]
     u = (px * np.cos(theta) + py * np.sin(theta)) / scale
     v = (-px * np.sin(theta) + py * np.cos(theta)) / scale
-    density = plume_density(shape, u.astype(np.float32), v.astype(np.float32))
+    density = plume_density(shape, u.astype(np.float32), v.astype(np.float32), motion.advection)
     thr = physics.density_threshold
     contrast = rng.uniform(*(physics.co2_contrast if co2 else physics.ch4_contrast)) * min(rate, 2.0) ** 0.25
     visible = np.clip((density - 0.15) / (0.9 - 0.15), 0.0, 1.0)
@@ -225,7 +242,8 @@ def render_recording(rec: Recording, size: tuple[int, int], physics: PlumePhysic
     # Sensor: fixed-pattern column stripes and noise.
     stripes = cv2.GaussianBlur(rng.standard_normal((1, W)).astype(np.float32), (0, 0), 1.0)
     image = image + rng.uniform(0.002, 0.007) * stripes
-    image = image + rng.uniform(0.006, 0.016) * rng.standard_normal((H, W), dtype=np.float32)
+    noise_rng = rng if motion.noise_seed is None else np.random.default_rng(motion.noise_seed)
+    image = image + rng.uniform(0.006, 0.016) * noise_rng.standard_normal((H, W), dtype=np.float32)
     frame = np.clip(image * 255.0 + 0.5, 0, 255).astype(np.uint8)
     return frame, mask, target_area
 

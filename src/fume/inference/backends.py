@@ -1,0 +1,128 @@
+"""Inference backends: a PyTorch module or an ONNX Runtime session behind one call,
+backend(co2, ch4, modality_mask) -> {output name: float32 numpy array}.
+
+Inputs are numpy float32: co2 and ch4 (B, 1, H, W) in [0, 1], modality_mask (B, 2).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fume.errors import FumeError
+
+INPUT_NAMES = ("co2", "ch4", "modality_mask")
+KNOWN_OUTPUTS = ("cls_logits", "co2_seg_logits", "ch4_seg_logits")
+# Keys of the metadata FUME writes into its ONNX files (fume.inference.export).
+META_CONFIG = "fume.config"
+META_IMAGE_SIZE = "fume.image_size"
+
+
+class TorchBackend:
+    """A registry model in eval mode, run under torch.inference_mode."""
+
+    name = "torch"
+
+    def __init__(self, model: Any, device: str = "cpu", channels_last: bool = False) -> None:
+        import torch
+
+        self.torch = torch
+        self.device = torch.device(device)
+        self.channels_last = channels_last
+        self.model = model.to(self.device).eval()
+        if channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+
+    def __call__(self, co2: np.ndarray, ch4: np.ndarray, modality_mask: np.ndarray) -> dict[str, np.ndarray]:
+        torch = self.torch
+        fmt = torch.channels_last if self.channels_last else torch.contiguous_format
+        with torch.inference_mode():
+            inputs = [torch.from_numpy(a).to(self.device) for a in (co2, ch4, modality_mask)]
+            inputs[0], inputs[1] = inputs[0].contiguous(memory_format=fmt), inputs[1].contiguous(memory_format=fmt)
+            outputs = self.model(*inputs)
+            return {k: v.float().cpu().numpy() for k, v in outputs.items()}
+
+
+def session_options(threads: int | None = None, spinning: bool = False, profile_prefix: str | None = None):
+    """ONNX Runtime options: all graph optimisations (BN folding, conv fusions), `threads` intra-op
+    threads, and thread spinning off by default: spinning threads of two sessions (or of a session
+    and a busy neighbour process) steal each other's cores on a small CPU."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    if threads is not None:
+        options.intra_op_num_threads = int(threads)
+    options.inter_op_num_threads = 1
+    options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
+    if profile_prefix is not None:
+        options.enable_profiling = True
+        options.profile_file_prefix = profile_prefix
+    return options
+
+
+class OnnxBackend:
+    """An ONNX Runtime CPU session on a FUME ONNX file (or its bytes), inputs checked on load."""
+
+    name = "onnxruntime"
+
+    def __init__(
+        self, model: str | os.PathLike | bytes, threads: int | None = None, spinning: bool = False, source: str | None = None,
+        profile_prefix: str | None = None,
+    ) -> None:
+        import onnxruntime as ort
+
+        self.source = source or (str(model) if not isinstance(model, bytes) else "ONNX model")
+        if not isinstance(model, bytes):
+            path = Path(model)
+            if not path.is_file():
+                raise FumeError(f"ONNX file not found: {path}")
+            model = str(path)
+        try:
+            self.session = ort.InferenceSession(model, session_options(threads, spinning, profile_prefix), providers=["CPUExecutionProvider"])
+        except Exception as err:  # not an ONNX file, truncated, unsupported operators
+            first = str(err).splitlines()[0] if str(err) else type(err).__name__
+            raise FumeError(f"cannot load ONNX model {self.source}: {first}") from None
+        self.image_size = check_onnx_io(self.session, self.source)
+        self.output_names = [o.name for o in self.session.get_outputs()]
+        self.metadata = dict(self.session.get_modelmeta().custom_metadata_map)
+
+    def __call__(self, co2: np.ndarray, ch4: np.ndarray, modality_mask: np.ndarray) -> dict[str, np.ndarray]:
+        feeds = {"co2": np.ascontiguousarray(co2, np.float32), "ch4": np.ascontiguousarray(ch4, np.float32),
+                 "modality_mask": np.ascontiguousarray(modality_mask, np.float32)}
+        return dict(zip(self.output_names, self.session.run(self.output_names, feeds)))
+
+    def stored_config(self) -> dict[str, Any] | None:
+        """The FUME configuration written into the file at export, if any."""
+        raw = self.metadata.get(META_CONFIG)
+        return json.loads(raw) if raw else None
+
+    def end_profiling(self) -> str:
+        return self.session.end_profiling()
+
+
+def check_onnx_io(session: Any, source: str) -> tuple[int, int]:
+    """Check a session has FUME's inputs and outputs; returns the frame size (W, H) it was exported at."""
+    expected = "inputs co2 (B, 1, H, W), ch4 (B, 1, H, W), modality_mask (B, 2) of float32"
+    inputs = {i.name: i for i in session.get_inputs()}
+    if set(inputs) != set(INPUT_NAMES):
+        raise FumeError(f"ONNX model {source} has inputs {sorted(inputs)}; a FUME model needs {expected}")
+    shapes = {name: i.shape for name, i in inputs.items()}
+    co2, ch4, mask = shapes["co2"], shapes["ch4"], shapes["modality_mask"]
+    types_ok = all(i.type == "tensor(float)" for i in inputs.values())
+    fixed = lambda dims: all(isinstance(d, int) for d in dims)  # noqa: E731
+    if (
+        not types_ok or len(co2) != 4 or co2 != ch4 or co2[1] != 1 or not fixed(co2[2:])
+        or len(mask) != 2 or mask[1] != 2
+    ):
+        found = ", ".join(f"{n} {shapes[n]} {inputs[n].type}" for n in INPUT_NAMES)
+        raise FumeError(f"ONNX model {source} has inputs {found}; expected {expected} with fixed H and W")
+    outputs = [o.name for o in session.get_outputs()]
+    unknown = [o for o in outputs if o not in KNOWN_OUTPUTS]
+    if unknown or not outputs:
+        raise FumeError(f"ONNX model {source} has outputs {outputs}; expected some of {list(KNOWN_OUTPUTS)}")
+    return int(co2[3]), int(co2[2])

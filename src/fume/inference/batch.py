@@ -1,0 +1,228 @@
+"""Batch prediction over a folder of frame pairs or a paired CSV, and the output layout.
+
+OUT/
+  predictions.csv          one row per pair: class, pH range, probabilities, plume areas, tube found
+  json/<sample_id>.json    the per-pair JSON (Predictor's PairPrediction.to_dict)
+  overlays/<sample_id>_<gas>.png   frame with gas and tube coloured, class in the corner
+  masks/<sample_id>_<gas>.png      labels 0/1/2 at native size (with save_masks)
+
+Everything is written into a hidden staging folder inside OUT and moved into place only when
+the whole run has succeeded: a failed run leaves no partial outputs under their final names.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from fume.data.labels import GASES
+from fume.errors import DataError
+from fume.inference.overlay import overlay, write_png
+from fume.inference.predictor import PairPrediction, Predictor, batched, default_sample_id
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp"}
+_GAS_TOKEN = re.compile(r"(?i)(?:^|(?<=[_\-. ]))(co2|ch4)(?=[_\-. ]|$)")
+
+
+@dataclass
+class PairInput:
+    sample_id: str
+    co2: Path | None
+    ch4: Path | None
+    class_id: int | None = None  # the true class, when a paired CSV gives it
+
+
+def safe_name(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("._") or "pair"
+
+
+def unique_ids(pairs: list[PairInput]) -> list[PairInput]:
+    """File-safe, distinct sample ids (a clash gets _2, _3, ...)."""
+    seen: dict[str, int] = {}
+    for pair in pairs:
+        base = safe_name(pair.sample_id)
+        n = seen.get(base, 0) + 1
+        seen[base] = n
+        pair.sample_id = base if n == 1 else f"{base}_{n}"
+    return pairs
+
+
+def gas_of(path: Path, folder: Path) -> str | None:
+    """The gas a file belongs to: a folder named co2/ch4 on its path, else a co2/ch4 word in its name."""
+    for part in path.relative_to(folder).parts[:-1]:
+        if part.lower() in GASES:
+            return part.lower()
+    found = {m.group(1).lower() for m in _GAS_TOKEN.finditer(path.stem)}
+    return found.pop() if len(found) == 1 else None
+
+
+def pairs_from_folder(folder: str | os.PathLike) -> list[PairInput]:
+    """Pairs of a folder (searched recursively): either co2/ and ch4/ sub-folders holding files of
+    the same names, or files named like `name_co2.png` / `name_ch4.png`. A frame without a partner
+    is predicted alone (that gas marked absent)."""
+    folder = Path(folder)
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith("."))
+    if not files:
+        raise DataError(f"no image files ({', '.join(sorted(IMAGE_SUFFIXES))}) in folder {folder}")
+    groups: dict[tuple[str, str], dict[str, Path]] = {}
+    for path in files:
+        gas = gas_of(path, folder)
+        if gas is None:
+            raise DataError(
+                f"cannot tell whether {path} is a CO2 or a CH4 frame: put frames in co2/ and ch4/ sub-folders "
+                "or name them like NAME_co2.png and NAME_ch4.png"
+            )
+        parent = "/".join(p for p in path.relative_to(folder).parts[:-1] if p.lower() not in GASES)
+        key = (parent, default_sample_id(str(path), None))
+        slot = groups.setdefault(key, {})
+        if gas in slot:
+            raise DataError(f"two {gas.upper()} frames for pair {key[1]!r} in {folder}: {slot[gas]} and {path}")
+        slot[gas] = path
+    pairs = [
+        PairInput("/".join(p for p in key if p), slot.get("co2"), slot.get("ch4"))
+        for key, slot in sorted(groups.items())
+    ]
+    return unique_ids(pairs)
+
+
+def pairs_from_csv(table: str | os.PathLike, root: str | os.PathLike | None = None) -> list[PairInput]:
+    """Pairs of a paired table (paired_*_annotations.csv); paths relative to `root` (default: the CSV's folder)."""
+    from fume.data.dataset import read_paired_table
+
+    table = Path(table)
+    if not table.is_file():
+        raise DataError(f"paired table not found: {table}")
+    root = Path(root) if root is not None else table.parent
+    frame = read_paired_table(table)
+    pairs = []
+    for row in frame.itertuples(index=False):
+        co2 = root / row.co2_frame if row.co2_frame else None
+        ch4 = root / row.ch4_frame if row.ch4_frame else None
+        if co2 is None and ch4 is None:
+            raise DataError(f"{table}: sample {row.sample_id!r} has neither a CO2 nor a CH4 frame")
+        pairs.append(PairInput(str(row.sample_id), co2, ch4, int(row.class_id)))
+    return unique_ids(pairs)
+
+
+def collect_pairs(source: str | os.PathLike, root: str | os.PathLike | None = None) -> list[PairInput]:
+    source = Path(source)
+    if source.is_dir():
+        return pairs_from_folder(source)
+    if source.suffix.lower() == ".csv":
+        return pairs_from_csv(source, root)
+    if not source.exists():
+        raise DataError(f"input not found: {source}")
+    raise DataError(f"input {source} is neither a folder of frame pairs nor a paired CSV (.csv)")
+
+
+@contextmanager
+def staged_output(out: str | os.PathLike) -> Iterator[Path]:
+    """A hidden folder inside `out` to write into; its files move to the same places under `out`
+    when the block succeeds, and it is deleted either way."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".fume-partial-", dir=out))
+    try:
+        yield staging
+        for path in sorted(p for p in staging.rglob("*") if p.is_file()):
+            target = out / path.relative_to(staging)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(path, target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def describe_class(pred: PairPrediction) -> str:
+    if pred.probabilities is None:
+        return "segmentation only"
+    rng = pred.to_dict()["ph_range"]
+    ph = f"pH {rng['min']:.1f}-{rng['max']:.1f}" if rng["min"] != rng["max"] else f"pH {rng['min']:.1f}"
+    return f"{pred.class_name} {100 * float(pred.probabilities.max()):.0f}% ({ph})"
+
+
+def write_pair_outputs(pred: PairPrediction, staging: Path, overlays: bool, save_masks: bool) -> dict[str, str]:
+    """The JSON, overlays and masks of one pair; returns their paths relative to OUT."""
+    written = {"json": f"json/{pred.sample_id}.json"}
+    data = pred.to_dict()
+    (staging / "json").mkdir(exist_ok=True)
+    (staging / written["json"]).write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    for gas in GASES:
+        result = pred.gases[gas]
+        if not result.present:
+            continue
+        if overlays:
+            summary = data["gases"][gas]
+            lines = [f"{gas.upper()}: {describe_class(pred)}"]
+            if "plume_area_percent" in summary:
+                lines.append(f"plume {summary['plume_area_percent']:.1f}%  tube {'yes' if summary['tube_found'] else 'no'}")
+            written[f"{gas}_overlay"] = f"overlays/{pred.sample_id}_{gas}.png"
+            write_png(staging / written[f"{gas}_overlay"], overlay(result.frame, result.mask, lines))
+        if save_masks and result.mask is not None:
+            written[f"{gas}_mask"] = f"masks/{pred.sample_id}_{gas}.png"
+            write_png(staging / written[f"{gas}_mask"], result.mask)
+    return written
+
+
+def csv_row(pair: PairInput | None, pred: PairPrediction, files: dict[str, str]) -> dict[str, Any]:
+    from fume.evaluation.metrics import key_name
+
+    data = pred.to_dict()
+    row: dict[str, Any] = {"sample_id": pred.sample_id}
+    for gas in GASES:
+        row[f"{gas}_frame"] = pred.gases[gas].source or ""
+    if pair is not None and pair.class_id is not None:
+        row["class_id"] = pair.class_id
+    row["pred_class_id"] = data["class_id"]
+    row["pred_class_name"] = data["class_name"]
+    rng = data["ph_range"] or {}
+    row["ph_min"], row["ph_max"] = rng.get("min"), rng.get("max")
+    for name in pred.label_config.class_names:
+        row[f"prob_{key_name(name)}"] = None if data["probabilities"] is None else data["probabilities"][name]
+    for gas in GASES:
+        summary = data["gases"][gas]
+        row[f"{gas}_plume_area_px"] = summary.get("plume_area_px")
+        row[f"{gas}_plume_area_percent"] = summary.get("plume_area_percent")
+        row[f"{gas}_tube_found"] = summary.get("tube_found")
+    row.update(files)
+    return row
+
+
+@dataclass
+class BatchResult:
+    out_dir: Path
+    predictions_csv: Path
+    predictions: list[dict[str, Any]]
+
+
+def predict_pairs(
+    predictor: Predictor,
+    pairs: Sequence[PairInput],
+    out: str | os.PathLike,
+    overlays: bool = True,
+    save_masks: bool = False,
+    batch_size: int = 1,
+    progress: Callable[[int], None] | None = None,
+) -> BatchResult:
+    """Predict every pair and write OUT's files (see the module docstring). `progress(k)` after each batch."""
+    import pandas as pd
+
+    out = Path(out)
+    rows = []
+    with staged_output(out) as staging:
+        for chunk in batched(pairs, max(1, batch_size)):
+            preds = predictor.predict_batch([(p.co2, p.ch4, p.sample_id) for p in chunk])
+            for pair, pred in zip(chunk, preds):
+                rows.append(csv_row(pair, pred, write_pair_outputs(pred, staging, overlays, save_masks)))
+            if progress is not None:
+                progress(len(chunk))
+        pd.DataFrame(rows).to_csv(staging / "predictions.csv", index=False)
+    return BatchResult(out, out / "predictions.csv", rows)
+

@@ -1,0 +1,253 @@
+"""The prediction API: a CO2 and/or a CH4 frame in, class, pH range, probabilities and per-gas
+masks at the frames' own resolution out.
+
+    predictor = Predictor.from_checkpoint("runs/fume/checkpoints/best.ckpt")   # or backend="onnxruntime"
+    result = predictor.predict(co2="co2.png", ch4="ch4.png")
+    result.class_name, result.probabilities, result.gases["co2"].mask, result.to_dict()
+
+Frames of another size than the model's are resized to it (area interpolation, as in training);
+the segmentation logits are resized back bilinearly and the mask is their argmax, as
+`fume evaluate` does.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Union
+
+import cv2
+import numpy as np
+
+from fume.data.labels import GAS, GASES, TUBE, LabelConfig
+from fume.errors import ConfigError, DataError
+
+FrameInput = Union[str, os.PathLike, np.ndarray, None]
+
+# A tube counts as found when at least this fraction of the frame is predicted as tube (0.05 %:
+# ~150 px at 640x480, where a real outlet covers about 600 px or more); fewer pixels are noise.
+TUBE_MIN_FRACTION = 5e-4
+BACKENDS = ("torch", "onnxruntime")
+
+
+@dataclass
+class GasResult:
+    """One gas of a pair. `frame` and `mask` are at the frame's native size; `mask` is None when the
+    gas is absent or the model does not segment."""
+
+    present: bool
+    source: str | None = None
+    frame: np.ndarray | None = None
+    mask: np.ndarray | None = None
+
+    def summary(self) -> dict[str, Any]:
+        if not self.present or self.frame is None:
+            return {"present": False}
+        h, w = self.frame.shape
+        out: dict[str, Any] = {"present": True, "source": self.source, "width": w, "height": h}
+        if self.mask is not None:
+            gas_px = int((self.mask == GAS).sum())
+            tube_px = int((self.mask == TUBE).sum())
+            out.update(
+                plume_area_px=gas_px,
+                plume_area_percent=round(100.0 * gas_px / (h * w), 4),
+                tube_found=bool(tube_px >= max(1.0, TUBE_MIN_FRACTION * h * w)),
+                tube_area_px=tube_px,
+            )
+        return out
+
+
+@dataclass
+class PairPrediction:
+    sample_id: str
+    gases: dict[str, GasResult]
+    probabilities: np.ndarray | None  # (num_classes,), None for a segmentation-only model
+    label_config: LabelConfig = field(default_factory=LabelConfig)
+
+    @property
+    def class_id(self) -> int | None:
+        return None if self.probabilities is None else int(np.argmax(self.probabilities))
+
+    @property
+    def class_name(self) -> str | None:
+        cid = self.class_id
+        return None if cid is None else self.label_config.class_names[cid]
+
+    @property
+    def modality_mask(self) -> list[float]:
+        return [float(self.gases[g].present) for g in GASES]
+
+    def to_dict(self) -> dict[str, Any]:
+        """The per-pair JSON: class, pH range of the class, probabilities, per-gas plume area and tube."""
+        cid = self.class_id
+        names = self.label_config.class_names
+        return {
+            "sample_id": self.sample_id,
+            "class_id": cid,
+            "class_name": self.class_name,
+            "ph_range": ph_range(self.label_config, cid) if cid is not None else None,
+            "probabilities": None if self.probabilities is None else {n: float(p) for n, p in zip(names, self.probabilities)},
+            "modality_mask": self.modality_mask,
+            "gases": {g: self.gases[g].summary() for g in GASES},
+        }
+
+
+def ph_range(label_config: LabelConfig, class_id: int) -> dict[str, Any]:
+    """The pH levels mapped to a class: {"min", "max", "levels"} (levels high to low)."""
+    levels = label_config.phs_of_class(class_id)
+    if not levels:
+        return {"min": None, "max": None, "levels": []}
+    return {"min": min(levels), "max": max(levels), "levels": levels}
+
+
+def load_gray(frame: FrameInput, gas: str) -> tuple[np.ndarray, str | None]:
+    """(uint8 (H, W) frame, its source path) from a path or an array."""
+    from fume.data.io import load_frame
+
+    if isinstance(frame, np.ndarray):
+        if frame.ndim != 2 or frame.dtype != np.uint8:
+            raise DataError(f"{gas.upper()} frame array has shape {frame.shape} and dtype {frame.dtype}; expected (H, W) uint8 gray")
+        return frame, None
+    return load_frame(frame), str(frame)
+
+
+def prepare_frame(frame: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """uint8 (H, W) -> float32 (H', W') in [0, 1] at the model's size (W', H'), as PairedDataset does."""
+    if frame.shape[::-1] != tuple(size):
+        frame = cv2.resize(frame, tuple(size), interpolation=cv2.INTER_AREA)
+    return frame.astype(np.float32) / 255.0
+
+
+def native_mask(logits: np.ndarray, native_hw: tuple[int, int]) -> np.ndarray:
+    """(C, h, w) logits -> uint8 (H, W) labels at the native size: bilinear on the logits, then argmax."""
+    if tuple(logits.shape[-2:]) == tuple(native_hw):
+        return logits.argmax(0).astype(np.uint8)
+    import torch
+    import torch.nn.functional as F
+
+    resized = F.interpolate(torch.from_numpy(logits)[None].float(), size=tuple(native_hw), mode="bilinear", align_corners=False)
+    return resized.argmax(1)[0].numpy().astype(np.uint8)
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    import torch
+
+    return torch.from_numpy(np.asarray(logits, np.float32)).softmax(-1).numpy()
+
+
+class Predictor:
+    """Runs a FUME model (through `backend`) on pairs of frames of any size."""
+
+    def __init__(
+        self, backend: Any, image_size: tuple[int, int], label_config: LabelConfig | None = None, source: str = "model"
+    ) -> None:
+        self.backend = backend
+        self.image_size = (int(image_size[0]), int(image_size[1]))
+        self.label_config = label_config or LabelConfig()
+        self.source = source
+
+    @classmethod
+    def from_checkpoint(
+        cls, checkpoint: str | os.PathLike, backend: str = "torch", threads: int | None = None, device: str = "cpu"
+    ) -> Predictor:
+        """A checkpoint written by `fume train`. backend "onnxruntime" exports the model to ONNX in memory."""
+        from fume.inference.backends import OnnxBackend, TorchBackend
+        from fume.training.checkpoint import load_model_from_checkpoint
+
+        if backend not in BACKENDS:
+            raise ConfigError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+        model, config = load_model_from_checkpoint(checkpoint)
+        size = tuple(config.data.image_size)
+        if backend == "torch":
+            if threads is not None:
+                import torch
+
+                torch.set_num_threads(int(threads))
+            runner: Any = TorchBackend(model, device=device)
+        else:
+            from fume.inference.export import onnx_bytes
+
+            runner = OnnxBackend(onnx_bytes(model, config, size), threads=threads, source=f"{checkpoint} (exported)")
+        return cls(runner, size, config.data.labels, source=str(checkpoint))
+
+    @classmethod
+    def from_onnx(cls, path: str | os.PathLike, threads: int | None = None, label_config: LabelConfig | None = None) -> Predictor:
+        """An ONNX file written by `fume export` (its class names and pH mapping are stored in it)."""
+        from fume.inference.backends import OnnxBackend
+
+        backend = OnnxBackend(path, threads=threads)
+        if label_config is None:
+            stored = backend.stored_config()
+            labels = ((stored or {}).get("data") or {}).get("labels")
+            label_config = LabelConfig(**labels) if labels else LabelConfig()
+        return cls(backend, backend.image_size, label_config, source=str(path))
+
+    def predict(self, co2: FrameInput = None, ch4: FrameInput = None, sample_id: str | None = None) -> PairPrediction:
+        """One pair; either frame may be None (that gas is then absent from the modality mask)."""
+        return self.predict_batch([(co2, ch4, sample_id)])[0]
+
+    def predict_batch(self, pairs: Sequence[tuple[FrameInput, FrameInput, str | None]]) -> list[PairPrediction]:
+        """Several pairs in one forward pass (the ONNX model has a dynamic batch dimension)."""
+        loaded = [self._load_pair(co2, ch4, sample_id, i) for i, (co2, ch4, sample_id) in enumerate(pairs)]
+        width, height = self.image_size
+        inputs = {g: np.zeros((len(loaded), 1, height, width), np.float32) for g in GASES}
+        modality = np.zeros((len(loaded), 2), np.float32)
+        for i, (_, gases) in enumerate(loaded):
+            for g, gas in enumerate(GASES):
+                if gases[gas].present:
+                    inputs[gas][i, 0] = prepare_frame(gases[gas].frame, self.image_size)
+                    modality[i, g] = 1.0
+        outputs = self.backend(inputs["co2"], inputs["ch4"], modality)
+        probs = softmax(outputs["cls_logits"]) if "cls_logits" in outputs else None
+        results = []
+        for i, (sample_id, gases) in enumerate(loaded):
+            for gas in GASES:
+                key = f"{gas}_seg_logits"
+                if gases[gas].present and key in outputs:
+                    gases[gas].mask = native_mask(outputs[key][i], gases[gas].frame.shape)
+            results.append(PairPrediction(sample_id, gases, None if probs is None else probs[i], self.label_config))
+        return results
+
+    def _load_pair(self, co2: FrameInput, ch4: FrameInput, sample_id: str | None, index: int) -> tuple[str, dict[str, GasResult]]:
+        if co2 is None and ch4 is None:
+            raise DataError(f"pair {sample_id or index} has neither a CO2 nor a CH4 frame; give at least one")
+        gases: dict[str, GasResult] = {}
+        for gas, frame in (("co2", co2), ("ch4", ch4)):
+            if frame is None:
+                gases[gas] = GasResult(present=False)
+            else:
+                array, source = load_gray(frame, gas)
+                gases[gas] = GasResult(present=True, source=source, frame=array)
+        if co2 is not None and ch4 is not None and gases["co2"].frame.shape != gases["ch4"].frame.shape:
+            (h1, w1), (h2, w2) = gases["co2"].frame.shape, gases["ch4"].frame.shape
+            raise DataError(
+                f"CO2 frame {gases['co2'].source or 'array'} is {w1}x{h1} but CH4 frame {gases['ch4'].source or 'array'} "
+                f"is {w2}x{h2}; the two frames of a pair must have the same size"
+            )
+        if sample_id is None:
+            sample_id = default_sample_id(gases["co2"].source, gases["ch4"].source, index)
+        return sample_id, gases
+
+
+def default_sample_id(co2: str | None, ch4: str | None, index: int = 0) -> str:
+    """A name for a pair from its files: the CO2 file's stem with the gas word dropped, else the CH4 one's."""
+    import re
+
+    for path in (co2, ch4):
+        if path:
+            stem = re.sub(r"(?i)[_\-. ]?(co2|ch4)(?=[_\-. ]|$)", "", Path(path).stem).strip("_-. ")
+            return stem or Path(path).stem
+    return f"pair{index:05d}"
+
+
+def batched(items: Iterable[Any], size: int) -> Iterable[list[Any]]:
+    chunk: list[Any] = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk

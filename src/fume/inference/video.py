@@ -1,0 +1,261 @@
+"""Video mode: a CO2 and/or a CH4 recording (a video file read with PyAV, or a folder of frames)
+-> per-frame predictions with temporally smoothed class probabilities and an annotated video.
+
+OUT/
+  video_predictions.csv   frame, time_s, raw and smoothed class probabilities and class, plume
+                          areas and tube found per gas
+  annotated.mp4           the overlays of both gases side by side, smoothed class in the corner
+
+Smoothing: an exponential moving average of the class probabilities,
+    smoothed[t] = EMA_ALPHA * p[t] + (1 - EMA_ALPHA) * smoothed[t - 1],   smoothed[0] = p[0].
+With EMA_ALPHA = 0.1 a frame's weight halves after ~6.6 frames (0.22 s at 30 fps): a one-frame
+misclassification cannot flip the smoothed class, a real change shows within a few tenths of a second.
+
+Frame i of the CO2 source is paired with frame i of the CH4 source (the two gases are filmed
+through separate filters, not at the same instant); the shorter source ends the run.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fume.data.labels import GASES
+from fume.errors import ConfigError, DataError
+from fume.inference.batch import IMAGE_SUFFIXES, csv_row, describe_class, staged_output
+from fume.inference.overlay import overlay, side_by_side, text_panel
+from fume.inference.predictor import PairPrediction, Predictor
+
+EMA_ALPHA = 0.1
+DEFAULT_FPS = 30.0  # for folders of frames, which carry no timing
+VIDEO_NAME = "annotated.mp4"
+CSV_NAME = "video_predictions.csv"
+
+
+def _natural_key(path: Path) -> list[Any]:
+    return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", path.name)]
+
+
+class FrameSource:
+    """Gray uint8 frames with their time in seconds, from a video file or a folder of images."""
+
+    def __init__(self, path: str | os.PathLike, fps: float | None = None) -> None:
+        self.path = Path(path)
+        if not self.path.exists():
+            raise DataError(f"video or frame folder not found: {self.path}")
+        if fps is not None and fps <= 0:
+            raise ConfigError(f"--fps must be positive, got {fps}")
+        if self.path.is_dir():
+            self.files = sorted(
+                (p for p in self.path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".")), key=_natural_key
+            )
+            if not self.files:
+                raise DataError(f"frame folder {self.path} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
+            self.fps = float(fps or DEFAULT_FPS)
+        else:
+            self.files = None
+            self.fps = float(fps) if fps else self._video_fps()
+
+    def _open(self):
+        import av
+
+        try:
+            return av.open(str(self.path))
+        except Exception as err:  # av.error.* (invalid data, unknown format), OSError
+            raise DataError(f"cannot open video {self.path}: {err}") from None
+
+    def _video_fps(self) -> float:
+        with self._open() as container:
+            if not container.streams.video:
+                raise DataError(f"{self.path} has no video stream")
+            rate = container.streams.video[0].average_rate
+            return float(rate) if rate else DEFAULT_FPS
+
+    def __iter__(self) -> Iterator[tuple[float, np.ndarray]]:
+        from fume.data.io import load_frame
+
+        if self.files is not None:
+            for i, path in enumerate(self.files):
+                yield i / self.fps, load_frame(path)
+            return
+        with self._open() as container:
+            if not container.streams.video:
+                raise DataError(f"{self.path} has no video stream")
+            stream = container.streams.video[0]
+            index = 0
+            try:
+                for frame in container.decode(stream):
+                    time = float(frame.time) if frame.time is not None else index / self.fps
+                    yield time, frame.to_ndarray(format="gray")
+                    index += 1
+            except DataError:
+                raise
+            except Exception as err:  # av.error.InvalidDataError and friends: a damaged file
+                raise DataError(f"cannot decode frame {index} of video {self.path}: {err}") from None
+            if index == 0:
+                raise DataError(f"video {self.path} holds no decodable frame")
+
+
+class ExponentialMovingAverage:
+    """EMA of probability vectors; the first value starts the average."""
+
+    def __init__(self, alpha: float = EMA_ALPHA) -> None:
+        if not 0.0 < alpha <= 1.0:
+            raise ConfigError(f"EMA alpha must be in (0, 1], got {alpha}")
+        self.alpha = alpha
+        self.value: np.ndarray | None = None
+
+    def update(self, probabilities: np.ndarray) -> np.ndarray:
+        p = np.asarray(probabilities, np.float64)
+        self.value = p.copy() if self.value is None else self.alpha * p + (1.0 - self.alpha) * self.value
+        return self.value
+
+
+class VideoWriter:
+    """H.264 (or MPEG-4 where the PyAV build lacks x264) through PyAV, from BGR frames."""
+
+    def __init__(self, path: Path, fps: float) -> None:
+        import av
+
+        self.av = av
+        self.container = av.open(str(path), mode="w", format="mp4")
+        codec = "libx264" if "libx264" in av.codecs_available else "mpeg4"
+        self.stream = self.container.add_stream(codec, rate=Fraction(fps).limit_denominator(1001))
+        self.stream.pix_fmt = "yuv420p"
+        if codec == "libx264":
+            self.stream.options = {"crf": "23", "preset": "veryfast"}
+        self.size: tuple[int, int] | None = None
+
+    def write(self, bgr: np.ndarray) -> None:
+        h, w = bgr.shape[:2]
+        if self.size is None:
+            self.size = (w + w % 2, h + h % 2)  # yuv420p needs even sides
+            self.stream.width, self.stream.height = self.size
+        padded = np.zeros((self.size[1], self.size[0], 3), np.uint8)
+        padded[: min(h, self.size[1]), : min(w, self.size[0])] = bgr[: self.size[1], : self.size[0]]
+        frame = self.av.VideoFrame.from_ndarray(padded, format="bgr24")
+        for packet in self.stream.encode(frame):
+            self.container.mux(packet)
+
+    def close(self) -> None:
+        for packet in self.stream.encode():
+            self.container.mux(packet)
+        self.container.close()
+
+    def abort(self) -> None:
+        """Close after a failure; the half-written file is discarded with the staging folder."""
+        try:
+            self.container.close()
+        except Exception:  # nothing was encoded: the container may refuse to finalise
+            pass
+
+
+@dataclass
+class VideoResult:
+    out_dir: Path
+    csv_path: Path
+    video_path: Path | None
+    frames: int
+    fps: float
+    unused_frames: dict[str, int]
+
+
+def annotate(pred: PairPrediction, smoothed: np.ndarray | None, time: float, labels: list[str]) -> np.ndarray:
+    panels = []
+    data = pred.to_dict()
+    for gas in GASES:
+        result = pred.gases[gas]
+        if not result.present:
+            continue
+        summary = data["gases"][gas]
+        lines = [gas.upper()]
+        if "plume_area_percent" in summary:
+            lines.append(f"plume {summary['plume_area_percent']:.1f}%  tube {'yes' if summary['tube_found'] else 'no'}")
+        panels.append(overlay(result.frame, result.mask, lines))
+    image = side_by_side(panels)
+    status = [f"t = {time:6.2f} s"]
+    if smoothed is not None:
+        k = int(np.argmax(smoothed))
+        status.insert(0, f"{labels[k]} {100 * smoothed[k]:.0f}% (smoothed)")
+        status.append(f"this frame: {describe_class(pred)}")
+    # The status goes in a strip below, so it covers neither the frames nor the per-gas labels.
+    return np.ascontiguousarray(np.concatenate([image, text_panel(status, image.shape[1], image.shape[0])], axis=0))
+
+
+def predict_video(
+    predictor: Predictor,
+    out: str | os.PathLike,
+    co2: str | os.PathLike | None = None,
+    ch4: str | os.PathLike | None = None,
+    fps: float | None = None,
+    ema_alpha: float = EMA_ALPHA,
+    write_video: bool = True,
+    max_frames: int | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> VideoResult:
+    """Run the predictor on every frame of the sources and write OUT's files (module docstring)."""
+    import pandas as pd
+
+    from fume.evaluation.metrics import key_name
+
+    if co2 is None and ch4 is None:
+        raise ConfigError("video mode needs --co2-video and/or --ch4-video")
+    sources = {gas: FrameSource(path, fps) for gas, path in (("co2", co2), ("ch4", ch4)) if path is not None}
+    rate = next(iter(sources.values())).fps
+    ema = ExponentialMovingAverage(ema_alpha)
+    labels = list(predictor.label_config.class_names)
+    out = Path(out)
+    rows: list[dict[str, Any]] = []
+    unused = {gas: 0 for gas in sources}
+    with staged_output(out) as staging:
+        writer = VideoWriter(staging / VIDEO_NAME, rate) if write_video else None
+        try:
+            iterators = {gas: iter(src) for gas, src in sources.items()}
+            index = 0
+            while max_frames is None or index < max_frames:
+                frames = {gas: next(it, None) for gas, it in iterators.items()}
+                if any(f is None for f in frames.values()):
+                    unused = {gas: int(f is not None) + sum(1 for _ in iterators[gas]) for gas, f in frames.items()}
+                    break
+                time = next(iter(frames.values()))[0]
+                arrays = {gas: f[1] for gas, f in frames.items()}
+                if len(arrays) == 2 and arrays["co2"].shape != arrays["ch4"].shape:
+                    (h1, w1), (h2, w2) = arrays["co2"].shape, arrays["ch4"].shape
+                    raise DataError(
+                        f"frame {index}: CO2 source {sources['co2'].path} is {w1}x{h1} but CH4 source "
+                        f"{sources['ch4'].path} is {w2}x{h2}; both recordings must have the same frame size"
+                    )
+                pred = predictor.predict(arrays.get("co2"), arrays.get("ch4"), sample_id=f"frame{index:06d}")
+                for gas in sources:
+                    pred.gases[gas].source = f"{sources[gas].path}#{index}"
+                smoothed = ema.update(pred.probabilities) if pred.probabilities is not None else None
+                row = {"frame": index, "time_s": round(time, 6)}
+                row.update({k: v for k, v in csv_row(None, pred, {}).items() if not k.endswith("_frame") and k != "sample_id"})
+                if smoothed is not None:
+                    for name, p in zip(labels, smoothed):
+                        row[f"smoothed_prob_{key_name(name)}"] = float(p)
+                    row["smoothed_class_id"] = int(np.argmax(smoothed))
+                    row["smoothed_class_name"] = labels[int(np.argmax(smoothed))]
+                rows.append(row)
+                if writer is not None:
+                    writer.write(annotate(pred, smoothed, time, labels))
+                index += 1
+                if progress is not None:
+                    progress(1)
+        except BaseException:
+            if writer is not None:
+                writer.abort()
+            raise
+        if writer is not None:
+            writer.close()
+        if not rows:
+            raise DataError("no frame was read from the video source(s)")
+        pd.DataFrame(rows).to_csv(staging / CSV_NAME, index=False)
+    return VideoResult(out, out / CSV_NAME, out / VIDEO_NAME if write_video else None, len(rows), rate, unused)
