@@ -31,7 +31,7 @@ EXPECTED_KEYS = {
 ABLATIONS = (
     [{"encoder": "separate"}, {"tasks": "seg"}, {"tasks": "cls"}, {"modalities": "co2"}, {"modalities": "ch4"}]
     + [{"fusion": fusion} for fusion in FUSIONS]
-    + [{"encoder": "separate", "fusion": "full_cross"}, {"modalities": "co2", "fusion": "full_cross", "tasks": "seg"}]
+    + [{"encoder": "separate", "fusion": "full_cross"}, {"modalities": "co2", "fusion": "self_attention", "tasks": "seg"}]
 )
 SIZES = [(64, 64), (96, 128)]
 MASK = torch.tensor([[1.0, 1.0], [1.0, 0.0], [0.0, 1.0]])
@@ -206,7 +206,8 @@ def test_bad_inputs_raise_value_errors_naming_the_expected_shape():
         model(co2, ch4, torch.ones(2))
     with pytest.raises(ValueError, match=r"same shape"):
         model(co2, torch.rand(1, 1, 64, 96), mask)
-    with pytest.raises(ValueError, match=r"multiples of 32, got 100x150 \(HxW\); nearest valid sizes \(HxW\): 96x128, 96x160, 128x128, 128x160"):
+    expected = r"multiples of 32, got 100x150 \(HxW\); nearest valid sizes \(HxW\): 96x128, 96x160, 128x128, 128x160"
+    with pytest.raises(ValueError, match=expected):
         model(torch.rand(1, 1, 100, 150), torch.rand(1, 1, 100, 150), mask)
 
 
@@ -217,5 +218,7 @@ def test_create_model_rejects_unknown_names_options_and_values():
         create_model("fume", fussion="add")
     with pytest.raises(ConfigError, match=r"fusion='cross' is not one of 'concat', 'add'"):
         create_model("fume", fusion="cross")
+    with pytest.raises(ConfigError, match=r"fusion='full_cross' \(cross-modal attention\) needs both gases"):
+        create_model("fume", fusion="full_cross", modalities="ch4")
     with pytest.raises(ConfigError, match=r"unknown option\(s\) 'fusion' for model 'fastscnn'"):
         create_model("fastscnn", fusion="add")

@@ -7,7 +7,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fume.models.blocks import ContextBranch, ConvBNReLU, DSConv, FeatureFusion, InvertedResidual, PyramidPooling, SegmentationHead, init_weights
+from fume.models.blocks import (
+    ContextBranch,
+    ConvBNReLU,
+    DSConv,
+    FeatureFusion,
+    InvertedResidual,
+    PyramidPooling,
+    SegmentationHead,
+    init_weights,
+)
 from fume.models.inputs import check_pair, stacked_frames
 from fume.models.registry import register_model
 

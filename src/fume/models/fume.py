@@ -8,7 +8,15 @@ import torch
 from torch import nn
 
 from fume.errors import ConfigError
-from fume.models.blocks import ChannelAttention, ContextBranch, ClassificationHead, CrossModalAttention, DSConv, SelfAttention, init_weights
+from fume.models.blocks import (
+    ChannelAttention,
+    ClassificationHead,
+    ContextBranch,
+    CrossModalAttention,
+    DSConv,
+    SelfAttention,
+    init_weights,
+)
 from fume.models.fastscnn import HIGH_CHANNELS, FastSCNNEncoder, SegmentationDecoder
 from fume.models.inputs import check_pair, mask_features, mask_frames
 from fume.models.registry import register_model
@@ -51,11 +59,9 @@ class GasFusion(nn.Module):
         self.self_attention = (
             nn.ModuleList(SelfAttention(channels) for _ in range(num_streams)) if self_attention else None
         )
-        self.cross_attention = (
-            nn.ModuleList(CrossModalAttention(channels) for _ in range(num_streams))
-            if cross_attention and num_streams == 2
-            else None
-        )
+        if cross_attention and num_streams != 2:
+            raise ConfigError(f"fusion={fusion!r} (cross-modal attention) needs both gases: modalities='dual'")
+        self.cross_attention = nn.ModuleList(CrossModalAttention(channels) for _ in range(2)) if cross_attention else None
         in_channels = channels * num_streams if combine == "concat" else channels
         self.channel_attention = ChannelAttention(in_channels, reduction=16) if channel_attention else None
         self.project = DSConv(in_channels, channels)
