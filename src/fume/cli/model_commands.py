@@ -56,11 +56,12 @@ def model_card_command(
     threads: Optional[int] = typer.Option(None, min=1, help="torch CPU threads (default: torch's)."),
     json_path: Optional[Path] = typer.Option(None, "--json", help="Also write the card as JSON to this file."),
 ) -> None:
-    """Parameters, GMACs per CO2 + CH4 pair and CPU latency (batch 1, inference mode) of a model."""
+    """Parameters, GMACs per CO2 + CH4 pair and CPU latency (batch 1, inference mode) of a model,
+    as built and prepared for inference (batch norms folded, channels-last)."""
     from fume.models.card import model_card, parse_size
 
     width_height = parse_size(size)
-    with console.status(f"measuring {name} at {size} ({warmup} warm-up + {runs} timed runs)"):
+    with console.status(f"measuring {name} at {size} ({warmup} warm-up + {runs} timed runs, twice)"):
         card = model_card(name, width_height, runs=runs, warmup=warmup, threads=threads, **_parse_options(option))
 
     table = Table(show_header=False, title=f"Model card: {name}")
@@ -78,6 +79,11 @@ def model_card_command(
         "CPU latency",
         f"p50 {card['latency_p50_ms']:.1f} ms, p90 {card['latency_p90_ms']:.1f} ms "
         f"({card['pairs_per_s']:.1f} pairs/s; batch 1, {card['runs']} runs, {card['threads']} threads)",
+    )
+    table.add_row(
+        "CPU, prepared",
+        f"p50 {card['prepared_latency_p50_ms']:.1f} ms, p90 {card['prepared_latency_p90_ms']:.1f} ms "
+        f"({card['prepared_pairs_per_s']:.1f} pairs/s; batch norms folded, channels-last)",
     )
     table.add_row("machine", f"{card['machine']}, torch {card['torch']}")
     if card["note"]:
