@@ -8,6 +8,11 @@ with thread spinning off (two spinning sessions in one process slow each other d
 
 The reference is Fast-SCNN run as it would be deployed without FUME: two passes per pair, one per
 gas, each a batch of single-gas frames.
+
+Backends: "torch" is eager PyTorch under inference_mode with batch norm folded into the
+convolutions and channels_last tensors (fume.inference.optimize); "torch-compile" is the same
+through torch.compile (its compile time, about a minute on 2 cores, is not timed); "onnxruntime"
+and "onnxruntime-int8" run the exported fp32 and statically quantized files.
 """
 
 from __future__ import annotations
@@ -63,6 +68,8 @@ def one_gas_fastscnn():
 def load_torch_model(source: dict[str, Any]):
     """A model from {"model": name} (untrained weights: speed does not depend on them),
     {"checkpoint": path} or {"reference": "fastscnn"}."""
+    if "onnx" in source:
+        raise ConfigError(f"{source['onnx']} is an ONNX file; the torch backends need a model or a checkpoint")
     if "checkpoint" in source:
         from fume.training.checkpoint import load_model_from_checkpoint
 
@@ -134,18 +141,22 @@ def _runner(kind: str, source: dict[str, Any], threads: int | None) -> Callable[
     if kind.startswith("onnxruntime"):
         from fume.inference.backends import OnnxBackend
 
-        backend = OnnxBackend(source["onnx"], threads=threads)
+        backend = OnnxBackend(source["onnx"], threads=threads, check_io="reference" not in source)
         names = [i.name for i in backend.session.get_inputs()]
         return lambda feeds: backend.session.run(None, {k: feeds[k] for k in names})
     import torch
 
-    model = load_torch_model(source)
+    from fume.inference.optimize import optimize_for_cpu
+
+    model = optimize_for_cpu(load_torch_model(source))
     if kind == "torch-compile":
         model = torch.compile(model)
+    cl = torch.channels_last
 
     def run(feeds: dict[str, np.ndarray]) -> Any:
         with torch.inference_mode():
-            return model(*(torch.from_numpy(feeds[k]) for k in ("co2", "ch4", "modality_mask")))
+            co2, ch4 = (torch.from_numpy(feeds[k]).contiguous(memory_format=cl) for k in ("co2", "ch4"))
+            return model(co2, ch4, torch.from_numpy(feeds["modality_mask"]))
 
     return run
 
@@ -161,7 +172,7 @@ def measure(spec: dict[str, Any]) -> dict[str, Any]:
         import torch
 
         torch.set_num_threads(int(threads))
-    baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    baseline = _memory_mb("VmRSS")
     width, height = spec["size"]
     batch = spec["batch"]
     rng = np.random.default_rng(0)
@@ -191,12 +202,13 @@ def measure(spec: dict[str, Any]) -> dict[str, Any]:
             start = time.perf_counter()
             run_reference()
             ref_times.append((time.perf_counter() - start) * 1000.0)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    peak = _memory_mb("VmHWM")
     p50 = statistics.median(times)
     result = {
         "backend": spec["backend"], "batch": batch, "size": f"{width}x{height}", "threads": _threads_used(spec),
         "runs": spec["runs"], "p50_ms": p50, "p90_ms": _percentile(times, 90), "mean_ms": statistics.fmean(times),
         "pairs_per_s": batch * 1000.0 / p50, "peak_memory_mb": peak, "model_memory_mb": peak - baseline,
+        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
     }
     if reference is not None:
         ref_p50 = statistics.median(ref_times)
@@ -209,6 +221,18 @@ def measure(spec: dict[str, Any]) -> dict[str, Any]:
     if spec["backend"] == "torch" and spec.get("cuda"):
         result["cuda"] = measure_cuda(spec)
     return result
+
+
+def _memory_mb(field: str) -> float:
+    """VmRSS (now) or VmHWM (peak) of this process in MB. Not getrusage's ru_maxrss: on Linux that
+    survives fork + exec, so a worker would report its parent's peak."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # other systems: kB on Linux-likes
 
 
 def _threads_used(spec: dict[str, Any]) -> int:
@@ -251,10 +275,19 @@ def measure_cuda(spec: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def worker_env() -> dict[str, str]:
+    """The worker's environment: OpenMP threads that sleep instead of spinning while they wait
+    (OMP_WAIT_POLICY=PASSIVE) unless the caller chose otherwise. On a shared or busy CPU spinning
+    PyTorch threads were measured 4-10x slower at 640x480 (PASSIVE 218 ms vs default 949 ms)."""
+    env = dict(os.environ)
+    env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    return env
+
+
 def run_worker(spec: dict[str, Any], timeout: float | None = None) -> dict[str, Any]:
     """measure(spec) in a fresh Python process."""
     cmd = [sys.executable, "-m", "fume.inference.benchmark", json.dumps(spec)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=worker_env())
     if proc.returncode != 0:
         tail = "\n".join(proc.stderr.strip().splitlines()[-5:])
         raise FumeError(f"benchmark of {spec['backend']} (batch {spec['batch']}) failed:\n{tail}")
@@ -395,7 +428,7 @@ def run_benchmark(
                     "source": {"onnx": files[backend]} if backend in files else source,
                 }
                 if compare:
-                    spec["reference"] = {"onnx": ref_files[backend]} if backend in ref_files else {"reference": compare}
+                    spec["reference"] = {"reference": compare, **({"onnx": ref_files[backend]} if backend in ref_files else {})}
                 results.append(run_worker(spec))
     machine = machine_info()
     return {"machine": machine, "model": info, "size": f"{size[0]}x{size[1]}", "results": results}
