@@ -41,6 +41,12 @@ def make_config():
     return tiny_config
 
 
+@pytest.fixture
+def overrides_for():
+    """tiny_overrides(root, *overrides) -> the dotted overrides, for command lines."""
+    return tiny_overrides
+
+
 @pytest.fixture(scope="session")
 def tiny_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_tiny_dataset(tmp_path_factory.mktemp("tiny") / "data")

@@ -107,3 +107,12 @@ def test_saved_config_loads_back_identical(tmp_path):
     path = save_config(cfg, tmp_path / "run" / "config.yaml")
     assert load_config(path) == cfg
     assert FumeConfig.model_validate(cfg.to_dict()) == cfg
+
+
+def test_model_switch_a_model_does_not_take_is_an_error():
+    from fume.training.checkpoint import build_model
+
+    with pytest.raises(ConfigError, match=r"model section of the config: unknown option\(s\) 'fusion' for model 'segmentation_only'"):
+        build_model(load_config(None, ["model.name=segmentation_only", "model.fusion=concat"]).model)
+    with pytest.raises(ConfigError, match=r"unknown model 'nope'; available models: fume,"):
+        build_model(load_config(None, ["model.name=nope"]).model)

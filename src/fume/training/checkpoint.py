@@ -71,7 +71,10 @@ def check_same_model(trained: ModelConfig, requested: ModelConfig, checkpoint: s
 def build_model(model_config: ModelConfig) -> torch.nn.Module:
     from fume.models import create_model
 
-    return create_model(model_config.name, **model_config.model_kwargs())
+    try:
+        return create_model(model_config.name, **model_config.model_kwargs())
+    except ConfigError as err:
+        raise ConfigError(f"model section of the config: {err}") from None
 
 
 def load_model_from_checkpoint(path: str | Path, map_location: Any = "cpu") -> tuple[torch.nn.Module, FumeConfig]:

@@ -107,6 +107,8 @@ class FumeTask(L.LightningModule):
         scalars = {k: float(v) for k, v in metrics.items() if _is_scalar(v)}
         loss = self.trainer.callback_metrics.get("val_loss")
         self.last_val_metrics = {**({"loss": float(loss)} if loss is not None else {}), **scalars}
+        if "confusion_matrix" in metrics:
+            self.last_val_metrics["confusion_matrix"] = metrics["confusion_matrix"]
         # Already synchronised across processes by the torchmetrics states.
         self.log_dict({f"val_{k}": v for k, v in scalars.items() if math.isfinite(v)}, sync_dist=False)
 
