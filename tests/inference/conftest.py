@@ -25,3 +25,15 @@ def onnx_export(checkpoint: Path, tmp_path_factory: pytest.TempPathFactory):
     from fume.inference.export import export_checkpoint
 
     return export_checkpoint(checkpoint, tmp_path_factory.mktemp("export") / "fume.onnx")
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_torch_thread():
+    """PyTorch on one thread in these tests: on a shared 2-core machine two OpenMP threads that
+    wait for each other made a 128x96 forward pass take seconds instead of milliseconds."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)

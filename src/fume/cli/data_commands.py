@@ -37,13 +37,27 @@ def generate(
     ),
     co2_fraction: float = typer.Option(0.69, "--co2-fraction", help="Share of CO2 recordings (the rest CH4)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Write into a non-empty folder (the old CSV is backed up)."),
+    sequence: bool = typer.Option(False, "--sequence", help="Instead: a short CO2 + CH4 video sequence (drifting, pulsing plume) for video mode."),
+    frames: int = typer.Option(60, "--frames", help="--sequence: number of frames."),
+    fps: float = typer.Option(10.0, "--fps", help="--sequence: frames per second."),
+    ph: str = typer.Option("6.5", "--ph", help="--sequence: pH level(s), comma separated, each for an equal share of the frames."),
 ) -> None:
-    """Write the synthetic dual-gas OGI dataset in the real layout (annotations.csv + PNGs)."""
+    """Write the synthetic dual-gas OGI dataset in the real layout (annotations.csv + PNGs), or with --sequence a video sequence."""
     import time
 
     from fume.data.generate import generate_dataset, parse_size
 
     frame_size = parse_size(size)
+    if sequence:
+        from fume.data.sequence import generate_sequence, parse_ph_list
+
+        with _progress() as bar:
+            task = bar.add_task("rendering frames", total=frames)
+            generate_sequence(out_dir, n_frames=frames, size=frame_size, fps=fps, ph=parse_ph_list(ph), seed=seed,
+                              overwrite=overwrite, progress=lambda k: bar.advance(task, k))
+        out.print(f"wrote {frames} CO2 + CH4 frames of {frame_size[0]}x{frame_size[1]} at {fps:g} fps, co2.mp4, ch4.mp4 "
+                  f"and {out_dir / 'sequence.csv'}")
+        return
     total = n_originals * (augmentations + 1)
     start = time.perf_counter()
     with _progress() as bar:

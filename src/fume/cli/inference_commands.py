@@ -13,7 +13,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from fume.cli import app
 from fume.errors import ConfigError
 
-out_console = Console()
+out_console = Console(soft_wrap=True)  # long paths stay on one line
 err_console = Console(stderr=True)
 
 

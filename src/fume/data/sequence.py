@@ -55,6 +55,14 @@ def ph_schedule(phs: Sequence[float], n_frames: int) -> list[float]:
     return [float(phs[i * len(phs) // n_frames]) for i in range(n_frames)]
 
 
+def parse_ph_list(text: str) -> list[float]:
+    """'6.5,5.3' -> [6.5, 5.3]."""
+    try:
+        return [float(t) for t in text.split(",") if t.strip()]
+    except ValueError:
+        raise ConfigError(f"--ph {text!r} must be pH levels separated by commas, e.g. 6.5,5.3") from None
+
+
 def generate_sequence(
     out: str | os.PathLike,
     n_frames: int = 60,
