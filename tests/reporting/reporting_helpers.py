@@ -56,7 +56,7 @@ def write_fake_run(run_dir: Path, config: FumeConfig, seed: int = 0, p_correct: 
         rows.append(row)
     pd.DataFrame(rows).to_csv(test_dir / "predictions.csv", index=False)
     metrics = {k: None for k in METRIC_KEYS}
-    metrics.update({"num_samples": len(rows)})
+    metrics.update({"num_samples": len(rows), "co2_iou_gas": 0.5})  # an extra per-gas key, as evaluate writes
     (test_dir / "metrics.json").write_text(json.dumps(metrics))
     (run_dir / "csv").mkdir(exist_ok=True)
     pd.DataFrame({"epoch": [0, 0, 1, 1], "step": [1, 1, 3, 3], "train_loss_epoch": [1.2, None, 0.9, None],

@@ -59,7 +59,7 @@ def test_shipped_grids_validate_with_both_presets(tmp_path: Path):
         specs, chosen = plan(SHIPPED, tmp_path / preset, preset=preset)
         names = {(s.grid.name, s.variant.name) for s in specs}
         assert ("baselines", "early_fusion") in names and ("ablations", "transitional_weight_16") in names and ("leakage", "random") in names
-        assert {s.config.training.num_epochs for s in specs} == {6 if preset == "quick" else 100}  # same budget for all
+        assert {s.config.training.num_epochs for s in specs} == {8 if preset == "quick" else 100}  # same budget for all
         assert len({s.config.data.dataset_root for s in specs}) == 1  # same data for all
     ablation_groups = {v.group for v in load_grid(SHIPPED[1]).variants}
     assert {"encoder", "fusion", "tasks", "modalities", "loss", "transitional_weight"} <= ablation_groups
@@ -110,6 +110,7 @@ def test_finished_runs_are_skipped_and_a_failed_run_is_rerun(tmp_path: Path, fak
     assert len(results) == 2 and set(results["status"]) == {"ok"}
     row = results.set_index("variant").loc["fume"]
     assert row["params"] == 10 and row["train_seconds"] == 1.5 and row["num_samples"] > 0
+    assert row["co2_iou_gas"] == 0.5  # every key of the run's metrics.json, not only the common ones
 
     fake.calls = []
     run_experiments([grid], out, preset=tiny_preset(tiny_dataset))

@@ -108,6 +108,9 @@ class Grid(_Strict):
 class Preset(_Strict):
     description: str = ""
     seeds: list[int] | None = None
+    # torch threads while the grid runs (None = torch's default). On a shared CPU, 1 thread avoids
+    # OpenMP oversubscription, which can make every step many times slower.
+    threads: int | None = Field(default=None, ge=1)
     overrides: list[str] = Field(default_factory=list)
     complexity: ComplexitySettings = Field(default_factory=ComplexitySettings)
 

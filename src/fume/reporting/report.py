@@ -56,8 +56,8 @@ def read_results(experiments_dir: Path) -> pd.DataFrame:
     missing = sorted(required - set(table.columns))
     if missing:
         raise DataError(f"{path} lacks column(s) {missing}; was it written by `fume experiments`?")
-    table["group"] = table["group"].fillna("") if "group" in table else ""
-    table["label"] = table["label"].fillna(table["variant"]) if "label" in table else table["variant"]
+    table["group"] = table["group"].astype(object).fillna("") if "group" in table else ""
+    table["label"] = table["label"].astype(object).fillna(table["variant"]) if "label" in table else table["variant"]
     table["is_reference"] = table["is_reference"].astype(str).str.lower() == "true"
     return table
 
@@ -212,7 +212,8 @@ def build_report(experiments_dir: str | Path, out: str | Path | None = None, res
         text = "## Models compared\n\n"
         t = rtab.summary_table("Quality and efficiency (test split, mean ± std over seeds)", comparison, rtab.EFFICIENCY_COLUMNS, label_cols)
         t.notes.append(f"GMACs and CPU latency for one CO₂ + CH₄ pair (batch 1) at {comparison.iloc[0].get('complexity_size', '?')}; "
-                       "latency is the median of timed eager PyTorch calls on the experiments machine. HD95 / ASD of the gas plume in pixels at native resolution.")
+                       f"latency is the median of timed eager PyTorch calls on the experiments machine ({_threads(comparison)} torch thread(s)). "
+                       "HD95 / ASD of the gas plume in pixels at native resolution.")
         text += add_table("efficiency", t)
         t = rtab.summary_table("Per-class F1, macro F1 and balanced accuracy (test split)", comparison, rtab.F1_COLUMNS, label_cols)
         text += add_table("per_class_f1", t)
@@ -336,6 +337,11 @@ def build_report(experiments_dir: str | Path, out: str | Path | None = None, res
     return result
 
 
+def _threads(runs: pd.DataFrame) -> str:
+    values = pd.to_numeric(runs.get("latency_threads", pd.Series(dtype=float)), errors="coerce").dropna().unique()
+    return ", ".join(str(int(v)) for v in values) or "?"
+
+
 def _interval_numbers(prefix: str, interval: Interval | None) -> dict[str, float]:
     if interval is None:
         return {f"{prefix} diff": np.nan, f"{prefix} ci_low": np.nan, f"{prefix} ci_high": np.nan}
@@ -362,7 +368,7 @@ def _header(experiments_dir: Path, ok: pd.DataFrame, failed: pd.DataFrame, env: 
     if counts:
         lines.append(f"- **Split**: grouped by recording (original_sample_id), stratified by class, 70/15/15; pairs per split: {counts}. "
                      "The leakage study adds the naive row-level random split of the same data.")
-    lines.append(f"- **Training**: {first.model.name} family, images resized to {data.image_size[0]}x{data.image_size[1]}, "
+    lines.append(f"- **Budget**: images resized to {data.image_size[0]}x{data.image_size[1]}, "
                  f"{first.training.num_epochs} epochs max, batch {first.training.batch_size}, AdamW lr {first.training.optimizer.lr:g}, "
                  f"early stopping {'on' if first.training.early_stopping.enabled else 'off'}; best checkpoint by validation "
                  f"{first.training.checkpoint.monitor}. Same data, splits and budget for every variant.")

@@ -4,7 +4,7 @@ OUT/
   datasets/synthetic-<hash>/       generated once when the config has data.synthetic (grouped split, paired)
   splits/random-<hash>/            the naive row-level split of the same data (leakage study)
   runs/<grid>/<variant>/seed<k>/   fume train output + test/ (fume evaluate --save-masks) + run_info.json
-  results.csv                      one row per grid x variant x seed: every metrics.json key, parameters,
+  results.csv                      one row per grid x variant x seed: every test metrics.json key, parameters,
                                    GMACs, CPU latency, training time (rewritten atomically after each run)
   environment.json                 machine, versions, preset, wall time of each invocation
 
@@ -234,7 +234,8 @@ def result_row(spec: RunSpec, run_dir: Path, out: Path, status: str, error: str 
     if status == "ok":
         metrics = test_metrics(run_dir) or {}
         info = _read_json(run_dir / RUN_INFO_FILE) or {}
-        for key in metric_keys():
+        # Every key of metrics.json (the contract's first, then per-gas and per-class extras).
+        for key in [*metric_keys(), *(k for k in metrics if k not in metric_keys())]:
             value = metrics.get(key)
             row[key] = json.dumps(value) if isinstance(value, list) else value
         for key in EXTRA_COLUMNS:
@@ -249,13 +250,16 @@ def write_results(rows: list[dict[str, Any]], out: Path) -> Path:
     from fume.data.layout import write_csv_atomic
 
     path = out / RESULTS_FILE
-    new = pd.DataFrame(rows).reindex(columns=result_columns())
+    new = pd.DataFrame(rows)
     if path.is_file():
         old = pd.read_csv(path, keep_default_na=False, na_values=[""])
         keys = set(zip(new["grid"], new["variant"], new["seed"].astype(int)))
         keep = [(g, v, int(s)) not in keys for g, v, s in zip(old["grid"], old["variant"], old["seed"])]
-        new = pd.concat([old[keep].reindex(columns=result_columns()), new], ignore_index=True)
-    write_csv_atomic(new, path, backup=False)
+        new = pd.concat([old[keep], new], ignore_index=True)
+    base = result_columns()
+    extra_metrics = [c for c in new.columns if c not in base]
+    columns = META_COLUMNS + metric_keys() + extra_metrics + EXTRA_COLUMNS
+    write_csv_atomic(new.reindex(columns=columns), path, backup=False)
     return path
 
 
@@ -331,11 +335,25 @@ def run_experiments(
     console: Console | None = None,
 ) -> ExperimentsResult:
     """Validate every run, prepare the data, then train + evaluate each unfinished run."""
+    import torch
+
     console = console or Console(stderr=True)
+    specs, chosen = plan(grid_paths, Path(out).resolve(), seeds, preset, overrides)
+    threads = torch.get_num_threads()
+    if chosen.threads is not None:
+        torch.set_num_threads(chosen.threads)
+    try:
+        return _run_all(specs, chosen, grid_paths, Path(out).resolve(), seeds, preset, overrides, console)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _run_all(
+    specs: list[RunSpec], chosen: Preset, grid_paths: list[str | Path], out: Path, seeds: list[int] | None,
+    preset: str | Preset | None, overrides: list[str] | tuple[str, ...], console: Console,
+) -> ExperimentsResult:
     start = time.perf_counter()
     started_at = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-    out = Path(out).resolve()
-    specs, chosen = plan(grid_paths, out, seeds, preset, overrides)
     preset_name = preset if isinstance(preset, str) or preset is None else "custom"
     console.print(f"{len(specs)} runs validated ({len({config_hash(s.config) for s in specs})} distinct configurations)")
     out.mkdir(parents=True, exist_ok=True)
