@@ -403,10 +403,16 @@ def _per_run_figures(experiments_dir: Path, ok: pd.DataFrame, class_names: list[
     from fume.evaluation.figures import plot_confusion_matrix, plot_qualitative_grid, plot_training_curves
 
     text = "## Confusion matrices\n\n"
+    drawn: dict[tuple[str, ...], str] = {}
     for (grid, variant), part in ok.groupby(["grid", "variant"], sort=False):
         matrices = [np.asarray(json.loads(m)) for m in part["confusion_matrix"] if isinstance(m, str) and m.startswith("[")]
         if not matrices:
             continue
+        runs = tuple(sorted(part["run_dir"]))
+        if runs in drawn:  # the same runs under another grid's name (e.g. FUME, the reference of every grid)
+            text += f"*{part.iloc[0]['label']} ({grid}): the same runs as {drawn[runs]}, above.*\n\n"
+            continue
+        drawn[runs] = f"{part.iloc[0]['label']} ({grid})"
         cm = np.sum(matrices, axis=0)
         stem = figures_dir / "confusion" / f"{grid}-{variant}"
         title = f"{part.iloc[0]['label']} ({grid}, {len(matrices)} seed{'s' if len(matrices) > 1 else ''} summed)"
