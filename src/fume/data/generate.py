@@ -43,14 +43,14 @@ class PlumePhysics(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     co2_release: dict[float, float] = Field(
-        default_factory=lambda: {6.5: 1.0, 6.2: 1.03, 5.9: 1.06, 5.6: 1.95, 5.3: 2.1, 5.0: 2.25},
+        default_factory=lambda: {6.5: 1.0, 6.2: 1.02, 5.9: 1.06, 5.6: 1.95, 5.3: 2.1, 5.0: 2.25},
         description="CO2 release rate per pH: flat while healthy/transitional, steep rise when acidotic",
     )
     ch4_release: dict[float, float] = Field(
-        default_factory=lambda: {6.5: 1.0, 6.2: 0.97, 5.9: 0.5, 5.6: 0.48, 5.3: 0.47, 5.0: 0.46},
+        default_factory=lambda: {6.5: 1.0, 6.2: 0.97, 5.9: 0.48, 5.6: 0.46, 5.3: 0.45, 5.0: 0.44},
         description="CH4 release rate per pH: methanogenesis collapses below pH 6.2",
     )
-    recording_noise: float = Field(0.13, ge=0, description="sigma of the log-normal per-recording rate noise")
+    recording_noise: float = Field(0.12, ge=0, description="sigma of the log-normal per-recording rate noise")
     co2_area: float = Field(0.085, gt=0, lt=1, description="plume-mask fraction of the frame at rate 1.0 (CO2)")
     ch4_area: float = Field(0.17, gt=0, lt=1, description="plume-mask fraction of the frame at rate 1.0 (CH4)")
     co2_contrast: tuple[float, float] = (0.30, 0.42)  # darkening of the plume core, CO2 absorbs strongly
