@@ -144,10 +144,12 @@ def export_command(
             data_root=data_root, calibration_pairs=calibration_pairs, progress=progress,
         )
     worst = max(result.parity.max_abs_diff.values())
+    used = max(result.parity.tolerance_used.values())
     agree = min(result.parity.argmax_agreement.values())
     out_console.print(
         f"wrote {result.onnx_path} ({result.image_size[0]}x{result.image_size[1]}, opset {result.opset}, outputs {', '.join(result.output_names)}); "
-        f"parity with PyTorch: max |diff| {worst:.1e} (<= {PARITY_MAX_ABS_DIFF:g}), same argmax {100 * agree:.3f} %"
+        f"parity with PyTorch: max |diff| {worst:.1e} ({100 * used:.0f} % of the allowed {PARITY_MAX_ABS_DIFF:g} x max(1, largest |logit|)), "
+        f"same argmax {100 * agree:.3f} %"
     )
     if result.int8_path is not None:
         q = result.int8
