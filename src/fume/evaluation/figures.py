@@ -123,6 +123,8 @@ def _colour_mask(mask: np.ndarray, palette: np.ndarray, row: int, key: str) -> n
 
 
 def _class_name(value: Any, class_names: Sequence[str]) -> str:
+    if value is None:  # a model without a classifier (e.g. segmentation only)
+        return "n/a"
     if isinstance(value, str):
         return value
     return class_names[int(value)]
