@@ -24,19 +24,20 @@ META_IMAGE_SIZE = "fume.image_size"
 
 class TorchBackend:
     """A registry model in eval mode, run under torch.inference_mode. With `optimize` (default),
-    batch norm is folded into the convolutions and tensors are channels_last (fume.inference.optimize)."""
+    batch norm is folded into the convolutions and tensors are channels_last
+    (fume.models.inference.prepare_for_inference: same outputs up to float rounding, about 2x faster)."""
 
     name = "torch"
 
     def __init__(self, model: Any, device: str = "cpu", optimize: bool = True) -> None:
         import torch
 
-        from fume.inference.optimize import optimize_for_cpu
+        from fume.models.inference import prepare_for_inference
 
         self.torch = torch
         self.device = torch.device(device)
         self.channels_last = optimize
-        self.model = (optimize_for_cpu(model) if optimize else model).to(self.device).eval()
+        self.model = (prepare_for_inference(model) if optimize else model).to(self.device).eval()
 
     def __call__(self, co2: np.ndarray, ch4: np.ndarray, modality_mask: np.ndarray) -> dict[str, np.ndarray]:
         torch = self.torch

@@ -10,7 +10,7 @@ The reference is Fast-SCNN run as it would be deployed without FUME: two passes 
 gas, each a batch of single-gas frames.
 
 Backends: "torch" is eager PyTorch under inference_mode with batch norm folded into the
-convolutions and channels_last tensors (fume.inference.optimize); "torch-compile" is the same
+convolutions and channels_last tensors (fume.models.inference.prepare_for_inference); "torch-compile" is the same
 through torch.compile (its compile time, about a minute on 2 cores, is not timed); "onnxruntime"
 and "onnxruntime-int8" run the exported fp32 and statically quantized files.
 """
@@ -146,9 +146,9 @@ def _runner(kind: str, source: dict[str, Any], threads: int | None) -> Callable[
         return lambda feeds: backend.session.run(None, {k: feeds[k] for k in names})
     import torch
 
-    from fume.inference.optimize import optimize_for_cpu
+    from fume.models.inference import prepare_for_inference
 
-    model = optimize_for_cpu(load_torch_model(source))
+    model = prepare_for_inference(load_torch_model(source))
     if kind == "torch-compile":
         model = torch.compile(model)
     cl = torch.channels_last
