@@ -111,7 +111,7 @@ def plume_density(shape: PlumeShape, u: np.ndarray, v: np.ndarray, advection: fl
     grow = np.clip(u / 0.65, 0.0, 1.0) ** 0.6
     half_width = shape.outlet_width + (shape.width - shape.outlet_width) * grow
     across = (v - shape.bend * u * u) / half_width + shape.warp * n2
-    start = 1.0 / (1.0 + np.exp(-u / 0.015))  # gas appears at the outlet
+    start = 0.5 + 0.5 * np.tanh(u / 0.03)  # gas appears at the outlet (a logistic step, overflow-free)
     fade = np.exp(-((np.maximum(u - 0.55, 0.0) / 0.38) ** 2))  # and thins out downstream
     return start * fade * np.exp(-(across**2)) * (1.0 + shape.turbulence * n1)
 
@@ -133,7 +133,7 @@ def random_plume_shape(rng: np.random.Generator) -> PlumeShape:
     )
 
 
-def plume_area_uv(shape: PlumeShape, threshold: float, step: float = 0.01) -> float:
+def plume_area_uv(shape: PlumeShape, threshold: float, step: float = 0.015) -> float:
     """Area of the plume mask in (u, v) units, on a grid of `step`."""
     u, v = np.meshgrid(
         np.arange(_NOISE_U[0], _NOISE_U[1], step, dtype=np.float32),
@@ -206,10 +206,12 @@ def render_recording(
     scale = np.sqrt(target_area / plume_area_uv(shape, physics.density_threshold))  # pixels per unit u
     theta = np.arctan2(axis[1], axis[0]) + rng.uniform(-0.3, 0.3) + motion.angle_offset
     # Coordinates of every render pixel in plume units (render pixel centres -> full-res pixels).
-    px, py = (xx + 0.5) * (W / w) - 0.5 - outlet[0], (yy + 0.5) * (H / h) - 0.5 - outlet[1]
-    u = (px * np.cos(theta) + py * np.sin(theta)) / scale
-    v = (-px * np.sin(theta) + py * np.cos(theta)) / scale
-    density = plume_density(shape, u.astype(np.float32), v.astype(np.float32), motion.advection)
+    # (Python floats keep the arrays float32.)
+    ox, oy, cos_t, sin_t = float(outlet[0]) + 0.5, float(outlet[1]) + 0.5, float(np.cos(theta)), float(np.sin(theta))
+    px, py = (xx + 0.5) * (W / w) - ox, (yy + 0.5) * (H / h) - oy
+    u = (px * cos_t + py * sin_t) * float(1 / scale)
+    v = (py * cos_t - px * sin_t) * float(1 / scale)
+    density = plume_density(shape, u, v, motion.advection)
     thr = physics.density_threshold
     contrast = rng.uniform(*(physics.co2_contrast if co2 else physics.ch4_contrast)) * min(rate, 2.0) ** 0.25
     visible = np.clip((density - 0.15) / (0.9 - 0.15), 0.0, 1.0)
@@ -221,30 +223,38 @@ def render_recording(
     density_full = cv2.resize(density, (W, H), interpolation=cv2.INTER_LINEAR)
     mask = np.where(density_full > thr, GAS, BACKGROUND).astype(np.uint8)
 
-    tube_layer = np.zeros((H, W), np.uint8)
-    tip_layer = np.zeros((H, W), np.uint8)
     normal = np.array([-axis[1], axis[0]]) * tube_w / 2
     far = entry - axis * tube_w  # start beyond the image edge
     body = np.array([far + normal, outlet + normal, outlet - normal, far - normal])
     tip_start = outlet - axis * tube_len * rng.uniform(0.25, 0.4)
     tip = np.array([tip_start + normal, outlet + normal, outlet - normal, tip_start - normal])
+    # Draw the rod in its bounding box only (a full-frame blend costs more than the rest).
+    x0, y0 = np.maximum(np.floor(body.min(0)).astype(int) - 2, 0)
+    x1, y1 = np.minimum(np.ceil(body.max(0)).astype(int) + 3, (W, H))
     shift = 4  # sub-pixel precision for the polygon corners
-    cv2.fillConvexPoly(tube_layer, np.round(body * 2**shift).astype(np.int32), 255, cv2.LINE_AA, shift)
-    cv2.fillConvexPoly(tip_layer, np.round(tip * 2**shift).astype(np.int32), 255, cv2.LINE_AA, shift)
-    tube_alpha = tube_layer.astype(np.float32) / 255.0
-    tip_alpha = tip_layer.astype(np.float32) / 255.0
+    layers = []
+    for polygon in (body, tip):
+        layer = np.zeros((y1 - y0, x1 - x0), np.uint8)
+        corners = np.round((polygon - (x0, y0)) * 2**shift).astype(np.int32)
+        cv2.fillConvexPoly(layer, corners, 255, cv2.LINE_AA, shift)
+        layers.append(layer)
+    tube_alpha, tip_alpha = (layer.astype(np.float32) / 255.0 for layer in layers)
     rod_value = rng.uniform(0.08, 0.2)
     tip_value = rng.uniform(0.85, 0.98)
-    image = image * (1 - tube_alpha) + rod_value * tube_alpha
-    image = image * (1 - tip_alpha) + tip_value * tip_alpha
-    mask[tube_layer >= 128] = TUBE  # the rod is in front of the gas
+    roi = image[y0:y1, x0:x1]
+    roi = roi * (1 - tube_alpha) + rod_value * tube_alpha
+    image[y0:y1, x0:x1] = roi * (1 - tip_alpha) + tip_value * tip_alpha
+    mask[y0:y1, x0:x1][layers[0] >= 128] = TUBE  # the rod is in front of the gas
 
     # Sensor: fixed-pattern column stripes and noise.
     stripes = cv2.GaussianBlur(rng.standard_normal((1, W)).astype(np.float32), (0, 0), 1.0)
-    image = image + rng.uniform(0.002, 0.007) * stripes
+    image += rng.uniform(0.002, 0.007) * stripes
     noise_rng = rng if motion.noise_seed is None else np.random.default_rng(motion.noise_seed)
-    image = image + rng.uniform(0.006, 0.016) * noise_rng.standard_normal((H, W), dtype=np.float32)
-    frame = np.clip(image * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    noise = noise_rng.standard_normal((H, W), dtype=np.float32)
+    image += rng.uniform(0.006, 0.016) * noise
+    image *= 255.0
+    image += 0.5
+    frame = np.clip(image, 0, 255).astype(np.uint8)
     return frame, mask, target_area
 
 
