@@ -1,6 +1,7 @@
 """Speed of one 640x480 CO2 + CH4 pair (batch 1) for FUME against the plain Fast-SCNN reference
-(two passes, one per gas), in eager PyTorch and in ONNX Runtime fp32, timed alternately so the
-ratio survives a shared machine whose speed drifts.
+(two passes, one per gas), in eager PyTorch (as built, and prepared: batch norms folded,
+channels-last) and in ONNX Runtime fp32, timed alternately so the ratio survives a shared machine
+whose speed drifts.
 
     .venv/bin/python benchmarks/model_speed.py [--size 640x480] [--rounds 5] [--runs 10] [--threads 2]
 
@@ -23,6 +24,7 @@ import torch
 
 from fume.models import create_model
 from fume.models.card import machine_description, parse_size
+from fume.models.inference import prepare_for_inference
 from fume.models.complexity import count_macs, count_parameters, example_pair
 from fume.models.onnx_export import export_onnx
 
@@ -69,6 +71,7 @@ def main() -> None:
         calls = {}
         for name in MODELS:
             calls[(name, "torch")] = lambda m=models[name]: m(*inputs)
+            calls[(name, "torch-prepared")] = lambda m=prepare_for_inference(models[name]): m(*inputs)
             calls[(name, "onnxruntime")] = lambda s=sessions[name]: s.run(None, feed)
         times: dict[tuple[str, str], list[float]] = {key: [] for key in calls}
         with torch.inference_mode():
@@ -82,12 +85,12 @@ def main() -> None:
           f"{args.rounds} rounds x {args.runs} runs, alternating")
     for name, model in models.items():
         print(f"{name:10s} {count_parameters(model) / 1e6:.3f} M params, {count_macs(model, size) / 1e9:.3f} GMACs per pair")
-    for backend in ("torch", "onnxruntime"):
+    for backend in ("torch", "torch-prepared", "onnxruntime"):
         medians = {name: statistics.median(times[(name, backend)]) for name in MODELS}
         for name in MODELS:
             p90 = float(np.percentile(times[(name, backend)], 90))
-            print(f"{backend:12s} {name:10s} p50 {medians[name]:7.1f} ms  p90 {p90:7.1f} ms  {1000 / medians[name]:6.1f} pairs/s")
-        print(f"{backend:12s} fume / fastscnn time ratio: {medians['fume'] / medians['fastscnn']:.2f}")
+            print(f"{backend:14s} {name:10s} p50 {medians[name]:7.1f} ms  p90 {p90:7.1f} ms  {1000 / medians[name]:6.1f} pairs/s")
+        print(f"{backend:14s} fume / fastscnn time ratio: {medians['fume'] / medians['fastscnn']:.2f}")
 
 
 if __name__ == "__main__":
