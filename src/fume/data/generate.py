@@ -20,7 +20,6 @@ resolution and upscaled (cheap, and OGI frames are soft), except the rod, stripe
 from __future__ import annotations
 
 import os
-import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path

@@ -20,6 +20,7 @@ from fume.data.layout import (
     ANNOTATIONS_FILE,
     SPLITS,
     normalise_annotations,
+    read_annotations,
     read_csv,
     split_table_name,
     split_tables_present,
@@ -184,8 +185,6 @@ class LeakageReport:
 
 def audit_leakage(root: str | os.PathLike) -> LeakageReport:
     """Compare the split tables of `root` by `original_sample_id` and frame path."""
-    from fume.data.layout import read_annotations
-
     present = split_tables_present(root)
     if len(present) < 2:
         raise DataError(f"{root} has {len(present)} split table(s); run `fume split {root}` first")
