@@ -29,11 +29,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from fume.errors import ConfigError, FumeError
-from fume.training.config import FumeConfig, load_config
+from fume.training.config import FumeConfig, load_config, read_yaml
 
 PRESETS_FILE = Path(__file__).resolve().parents[3] / "configs" / "experiments" / "presets.yaml"
 GridKind = Literal["comparison", "ablation", "leakage"]
@@ -120,18 +119,6 @@ class Preset(_Strict):
         return _as_override_list(value)
 
 
-def _read_yaml_mapping(path: Path, what: str) -> dict[str, Any]:
-    if not path.is_file():
-        raise ConfigError(f"{what} not found: {path}")
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{what} {path} is not valid YAML: {err}") from None
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{what} {path}: expected a mapping at the top level, got {type(raw).__name__}")
-    return raw
-
-
 def _pydantic_message(err: ValidationError) -> str:
     parts = []
     for e in err.errors():
@@ -144,7 +131,7 @@ def _pydantic_message(err: ValidationError) -> str:
 def load_grid(path: str | Path) -> Grid:
     """Read and check a grid file: known keys only, unique variant names, a reference that exists."""
     path = Path(path)
-    raw = _read_yaml_mapping(path, "grid file")
+    raw = read_yaml(path, "grid file")
     try:
         grid = Grid.model_validate({**raw, "source": path.resolve()})
     except ValidationError as err:
@@ -161,7 +148,7 @@ def load_grid(path: str | Path) -> Grid:
 
 
 def load_presets(path: str | Path = PRESETS_FILE) -> dict[str, Preset]:
-    raw = _read_yaml_mapping(Path(path), "presets file")
+    raw = read_yaml(Path(path), "presets file")
     presets = {}
     for name, value in raw.items():
         try:

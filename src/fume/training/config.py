@@ -312,18 +312,19 @@ def validate_config(raw: dict[str, Any], source: str = "configuration") -> FumeC
         raise ConfigError(_format_validation_error(err, source)) from None
 
 
-def read_yaml(path: str | Path) -> dict[str, Any]:
+def read_yaml(path: str | Path, what: str = "config file") -> dict[str, Any]:
+    """A YAML file whose top level is a mapping (empty file -> {}); `what` names it in errors."""
     path = Path(path)
     if not path.is_file():
-        raise ConfigError(f"config file not found: {path}")
+        raise ConfigError(f"{what} not found: {path}")
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as err:
-        raise ConfigError(f"config file {path} is not valid YAML: {err}") from None
+        raise ConfigError(f"{what} {path} is not valid YAML: {err}") from None
     if raw is None:
         return {}
     if not isinstance(raw, dict):
-        raise ConfigError(f"config file {path}: expected a mapping of sections at the top level, got {type(raw).__name__}")
+        raise ConfigError(f"{what} {path}: expected a mapping at the top level, got {type(raw).__name__}")
     return raw
 
 
