@@ -61,7 +61,12 @@ def quickstart(out: str | Path = "outputs/quickstart", config_path: str | Path |
     prepare_synthetic_dataset(config, console)
     ready = time.perf_counter()
 
-    run_dir = out / "runs" / time.strftime("%Y%m%d-%H%M%S")
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    run_dir = out / "runs" / stamp
+    n = 1
+    while run_dir.exists():  # never reuse an earlier run's folder
+        n += 1
+        run_dir = out / "runs" / f"{stamp}-{n}"
     result = train(config, run_dir=run_dir, console=console)
     trained = time.perf_counter()
     evaluation = evaluate_checkpoint(result.best_checkpoint, split="test", out=run_dir / "eval-test")
