@@ -37,7 +37,7 @@ _DEFAULT_CURVE_METRICS = (
 )
 
 
-def _new_figure(figsize: tuple[float, float], **kwargs: Any) -> Figure:
+def new_figure(figsize: tuple[float, float], **kwargs: Any) -> Figure:
     fig = Figure(figsize=figsize, **kwargs)
     FigureCanvasAgg(fig)
     return fig
@@ -82,7 +82,7 @@ def plot_confusion_matrix(
     row_frac = np.divide(counts, row_sums, out=np.zeros_like(counts), where=row_sums > 0)
     shade = row_frac if normalize else counts
 
-    fig = _new_figure((1.6 * k + 2.0, 1.4 * k + 1.4), layout="constrained")
+    fig = new_figure((1.6 * k + 2.0, 1.4 * k + 1.4), layout="constrained")
     ax = fig.add_subplot()
     image = ax.imshow(shade, cmap="Blues", vmin=0, vmax=1 if normalize else max(shade.max(), 1))
     fig.colorbar(image, ax=ax, label="fraction of true class" if normalize else "count")
@@ -153,7 +153,7 @@ def plot_qualitative_grid(
     columns = [(gas, kind) for gas in ("co2", "ch4") for kind in ("frame", "mask", "pred")]
     headers = {"frame": "input", "mask": "ground truth", "pred": "prediction"}
 
-    fig = _new_figure((2.2 * len(columns), 2.3 * len(rows) + 0.6), layout="constrained")
+    fig = new_figure((2.2 * len(columns), 2.3 * len(rows) + 0.6), layout="constrained")
     subfigs = np.atleast_1d(fig.subfigures(len(rows), 1))
     for r, (row, subfig) in enumerate(zip(rows, subfigs)):
         for key in ("true_class", "pred_class"):
@@ -230,7 +230,7 @@ def plot_training_curves(
         )
 
     panels = [(cols, label) for cols, label in ((loss_cols, "loss"), (metric_cols, "validation metric")) if cols]
-    fig = _new_figure((5.0 * len(panels), 3.6), layout="constrained")
+    fig = new_figure((5.0 * len(panels), 3.6), layout="constrained")
     axes = np.atleast_1d(fig.subplots(1, len(panels)))
     for ax, (cols, label) in zip(axes, panels):
         for col in cols:

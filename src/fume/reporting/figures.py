@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fume.evaluation.figures import _new_figure, save_figure
+from fume.evaluation.figures import new_figure, save_figure
 
 PALETTE = ["#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b3", "#937860", "#da8bc3", "#8c8c8c", "#ccb974", "#64b5cd"]
 
@@ -27,7 +27,7 @@ def bar_chart(
     """Vertical bars with std error bars (none for a single seed) and the value above each bar;
     bar `highlight` (the reference) is drawn darker."""
     means, stds = np.asarray(means, float), np.nan_to_num(np.asarray(stds, float))
-    fig = _new_figure((max(4.0, 0.9 * len(labels) + 1.5), 3.8), layout="constrained")
+    fig = new_figure((max(4.0, 0.9 * len(labels) + 1.5), 3.8), layout="constrained")
     ax = fig.add_subplot()
     x = np.arange(len(labels))
     colours = list(colours) if colours is not None else [PALETTE[0]] * len(labels)
@@ -54,7 +54,7 @@ def grouped_bars(
     order = list(dict.fromkeys(groups))
     colours = [PALETTE[order.index(g) % len(PALETTE)] for g in groups]
     means, stds = np.asarray(means, float), np.nan_to_num(np.asarray(stds, float))
-    fig = _new_figure((max(5.0, 0.55 * len(labels) + 2.0), 4.0), layout="constrained")
+    fig = new_figure((max(5.0, 0.55 * len(labels) + 2.0), 4.0), layout="constrained")
     ax = fig.add_subplot()
     x = np.arange(len(labels))
     ax.bar(x, np.nan_to_num(means), yerr=stds, color=colours, capsize=3, edgecolor="0.3", linewidth=0.5)
@@ -79,7 +79,7 @@ def radar_chart(axes_labels: Sequence[str], series: dict[str, Sequence[float]], 
     k = len(axes_labels)
     angles = np.linspace(0, 2 * np.pi, k, endpoint=False)
     closed = np.concatenate([angles, angles[:1]])
-    fig = _new_figure((6.0, 5.2), layout="constrained")
+    fig = new_figure((6.0, 5.2), layout="constrained")
     ax = fig.add_subplot(projection="polar")
     for i, (name, values) in enumerate(series.items()):
         v = np.nan_to_num(np.asarray(values, float))
@@ -99,7 +99,7 @@ def efficiency_scatter(
 ) -> list[Path]:
     """GMACs (x) vs mIoU (y); marker area grows with the parameter count; each point labelled."""
     x, y, p = (np.asarray(v, float) for v in (gmacs, miou, params_m))
-    fig = _new_figure((6.4, 4.4), layout="constrained")
+    fig = new_figure((6.4, 4.4), layout="constrained")
     ax = fig.add_subplot()
     keep = np.isfinite(x) & np.isfinite(y)
     sizes = 40 + 120 * np.nan_to_num(p) / max(np.nanmax(p) if np.isfinite(p).any() else 1, 1e-9)
