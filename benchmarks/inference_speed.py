@@ -42,7 +42,7 @@ def main() -> None:
         calibration=args.calibration, data_root=args.data_root, progress=lambda text: print(f"... {text}", flush=True),
     )
     m = report["machine"]
-    print(f"\n{m['cpu']}, {m['cores']} cores, load average at the end {['%.1f' % x for x in m.get('load_average', [])]}")
+    print(f"\n{m['cpu']}, {m['cpu_count']} cores, load average at the end {['%.1f' % x for x in m.get('load_average', [])]}")
     print(f"FUME: {report['model']['params'] / 1e6:.2f} M parameters, {report['model']['gmacs']:.2f} GMACs per 640x480 pair\n")
     print(f"{'backend':<18}{'p50 ms':>8}{'p90 ms':>8}{'pairs/s':>9}{'goal':>7}{'met':>5}{'Fast-SCNN/s':>13}{'ratio':>7}")
     for r in report["results"]:
@@ -53,7 +53,7 @@ def main() -> None:
     print("\nratio = FUME pairs/s divided by Fast-SCNN pairs/s (two passes, one per gas), timed alternately in one process")
 
     if args.checkpoint and args.calibration:
-        from fume.inference.export import export_checkpoint
+        from fume.workflows.export import export_checkpoint
 
         with tempfile.TemporaryDirectory() as tmp:
             result = export_checkpoint(args.checkpoint, Path(tmp) / "model.onnx", quantize="int8", calibration=args.calibration,

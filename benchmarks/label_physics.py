@@ -29,8 +29,8 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from fume.data.generate import generate_dataset, parse_size
-from fume.data.io import load_mask
-from fume.data.labels import GAS
+from fume.data.frames import load_mask
+from fume.contract import GAS
 from fume.data.layout import read_annotations
 from fume.data.pairing import pair_table
 

@@ -24,9 +24,9 @@ import torch
 
 from fume.models import create_model
 from fume.models.card import machine_description, parse_size
-from fume.models.inference import prepare_for_inference
+from fume.models.prepare import prepare_for_inference
 from fume.models.complexity import count_macs, count_parameters, example_pair
-from fume.models.onnx_export import export_onnx
+from fume.inference.onnx import export_onnx
 
 MODELS = ("fume", "fastscnn")
 

@@ -4,7 +4,7 @@
 
 Same figures as `fume model-card NAME`: parameters, GMACs per CO2 + CH4 pair, eager PyTorch CPU
 latency (median of --runs calls after --warmup, batch 1, inference mode), as built and prepared for
-inference (batch norms folded, channels-last: fume.models.inference.prepare_for_inference).
+inference (batch norms folded, channels-last: fume.models.prepare.prepare_for_inference).
 """
 
 from __future__ import annotations

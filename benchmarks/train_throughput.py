@@ -26,7 +26,7 @@ import torch
 from fume.data.generate import generate_dataset
 from fume.data.pairing import pair_dataset
 from fume.data.split import split_dataset
-from fume.training.config import load_config
+from fume.config import load_config
 from fume.training.datamodule import FumeDataModule
 from fume.training.module import FumeTask
 

@@ -86,7 +86,7 @@ def test_geometric_augmentation_keeps_frame_and_mask_aligned(tmp_path: Path) -> 
 
 
 def _mask_of(root: Path, table: pd.DataFrame, i: int, gas: str) -> torch.Tensor:
-    from fume.data.io import load_mask
+    from fume.data.frames import load_mask
 
     return torch.from_numpy(load_mask(root / table[f"{gas}_mask"].iloc[i]).astype(np.int64))
 

@@ -14,8 +14,8 @@ from fume.data.generate import (
     parse_size,
     render_recording,
 )
-from fume.data.io import load_frame, load_mask
-from fume.data.labels import LabelConfig
+from fume.data.frames import load_frame, load_mask
+from fume.config import LabelConfig
 from fume.data.layout import ANNOTATION_COLUMNS, read_annotations
 from fume.data.validate import validate_dataset
 from fume.errors import ConfigError

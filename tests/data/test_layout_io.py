@@ -5,9 +5,10 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from fume.data.io import load_frame, load_mask
-from fume.data.labels import LabelConfig
-from fume.data.layout import ANNOTATION_COLUMNS, normalise_path, read_annotations, write_csv_atomic
+from fume.data.frames import load_frame, load_mask
+from fume.config import LabelConfig
+from fume.data.layout import ANNOTATION_COLUMNS, normalise_path, read_annotations
+from fume.io import write_csv
 from fume.errors import DataError
 
 from data_helpers import write_png
@@ -109,9 +110,9 @@ def test_label_config_mapping() -> None:
 
 def test_write_csv_atomic_backs_up(tmp_path: Path) -> None:
     path = tmp_path / "t.csv"
-    write_csv_atomic(pd.DataFrame({"a": [1]}), path)
-    kept = write_csv_atomic(pd.DataFrame({"a": [2]}), path)
-    kept2 = write_csv_atomic(pd.DataFrame({"a": [3]}), path)
+    write_csv(path, pd.DataFrame({"a": [1]}), backup=True)
+    kept = write_csv(path, pd.DataFrame({"a": [2]}), backup=True)
+    kept2 = write_csv(path, pd.DataFrame({"a": [3]}), backup=True)
     assert kept is not None and kept2 is not None and kept != kept2
     assert pd.read_csv(kept)["a"].tolist() == [1]
     assert pd.read_csv(kept2)["a"].tolist() == [2]

@@ -18,8 +18,9 @@ from fume.data.generate import generate_dataset
 from fume.data.pairing import pair_dataset
 from fume.data.split import split_dataset
 from fume.errors import ConfigError
-from fume.evaluation.evaluate import METRIC_KEYS, evaluate_checkpoint
-from fume.training.config import load_config, resolve_paths
+from fume.evaluation.metrics import METRIC_KEYS
+from fume.workflows.evaluate import evaluate_checkpoint
+from fume.config import load_config, resolve_paths
 
 CONFIG = Path(__file__).resolve().parents[2] / "configs" / "fume_fastscnn.yaml"
 NATIVE = (128, 96)  # frames on disk; the model sees 64x64
@@ -28,7 +29,7 @@ NATIVE = (128, 96)  # frames on disk; the model sees 64x64
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory) -> Path:
     """A FUME model trained for two epochs on tiny generated data."""
-    from fume.training.train import train
+    from fume.workflows.train import train
 
     root = tmp_path_factory.mktemp("eval") / "data"
     generate_dataset(root, n_originals=18, augmentations=1, size=NATIVE, class_mix=(0.4, 0.2, 0.4), seed=1)

@@ -22,7 +22,7 @@ def checkpoint(dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def onnx_export(checkpoint: Path, tmp_path_factory: pytest.TempPathFactory):
-    from fume.inference.export import export_checkpoint
+    from fume.workflows.export import export_checkpoint
 
     return export_checkpoint(checkpoint, tmp_path_factory.mktemp("export") / "fume.onnx")
 

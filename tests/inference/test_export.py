@@ -13,8 +13,8 @@ import torch
 
 from fume.errors import ConfigError, FumeError
 from fume.inference import Predictor
-from fume.inference.export import export_checkpoint
-from fume.training.checkpoint import load_model_from_checkpoint
+from fume.workflows.export import export_checkpoint
+from fume.models.checkpoint import load_model_from_checkpoint
 
 
 def test_onnx_has_named_io_dynamic_batch_and_matches_torch(onnx_export, checkpoint: Path, dataset: Path) -> None:
@@ -65,7 +65,7 @@ def test_onnx_file_carries_labels_and_size(onnx_export, checkpoint: Path, datase
 
 
 def test_failed_parity_check_writes_nothing(checkpoint: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import fume.inference.export as export
+    import fume.inference.onnx as export
 
     monkeypatch.setattr(export, "PARITY_MAX_ABS_DIFF", 1e-12)  # no float32 export can pass this
     out = tmp_path / "model.onnx"
@@ -75,7 +75,7 @@ def test_failed_parity_check_writes_nothing(checkpoint: Path, tmp_path: Path, mo
 
 
 def test_int8_export_reports_its_change(checkpoint: Path, dataset: Path, tmp_path: Path) -> None:
-    from fume.evaluation.evaluate import evaluate_checkpoint
+    from fume.workflows.evaluate import evaluate_checkpoint
 
     out = tmp_path / "model.onnx"
     result = export_checkpoint(checkpoint, out, quantize="int8", calibration=dataset / "paired_train_annotations.csv", calibration_pairs=4)

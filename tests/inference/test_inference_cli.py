@@ -78,7 +78,7 @@ def test_benchmark_json_has_every_field(tmp_path: Path) -> None:
     report = json.loads(path.read_text())
     assert report["size"] == "64x64"
     assert report["model"]["params"] > 1_000_000 and report["model"]["gmacs"] > 0
-    for key in ("cpu", "cores", "torch", "onnxruntime", "load_average"):
+    for key in ("cpu", "cpu_count", "torch", "onnxruntime", "load_average"):
         assert key in report["machine"]
     got = [(r["backend"], r["batch"]) for r in report["results"]]
     assert got == [("torch", 2), ("onnxruntime", 2), ("onnxruntime-int8", 2)]

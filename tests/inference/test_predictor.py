@@ -13,16 +13,16 @@ import pytest
 import torch
 from inference_helpers import FRAME_SIZE, MODEL_SIZE, make_checkpoint
 
-from fume.data.io import load_frame, load_mask
+from fume.data.frames import load_frame, load_mask
 from fume.errors import ConfigError, DataError, FumeError
 from fume.inference import Predictor
 from fume.inference.batch import pairs_from_csv, pairs_from_folder, predict_pairs
-from fume.training.checkpoint import load_model_from_checkpoint
+from fume.models.checkpoint import load_model_from_checkpoint
 
 
 @pytest.fixture(scope="module")
 def evaluation(checkpoint: Path, tmp_path_factory: pytest.TempPathFactory):
-    from fume.evaluation.evaluate import evaluate_checkpoint
+    from fume.workflows.evaluate import evaluate_checkpoint
 
     return evaluate_checkpoint(checkpoint, split="val", out=tmp_path_factory.mktemp("eval"), save_masks=True, progress=False)
 

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from fume.data.io import load_frame, load_mask
+from fume.data.frames import load_frame, load_mask
 from fume.data.sequence import generate_sequence
 from fume.errors import ConfigError, DataError
 from fume.inference import Predictor

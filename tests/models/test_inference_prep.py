@@ -4,7 +4,7 @@ from model_helpers import make_nontrivial, random_pair
 from torch import nn
 
 from fume.models import create_model, list_models
-from fume.models.inference import fold_batch_norm, prepare_for_inference
+from fume.models.prepare import fold_batch_norm, prepare_for_inference
 
 
 @pytest.mark.parametrize("name", list(list_models()))

@@ -6,7 +6,7 @@ import torch
 from model_helpers import make_nontrivial, random_pair
 
 from fume.models import create_model, list_models
-from fume.models.onnx_export import export_onnx
+from fume.inference.onnx import export_onnx
 
 
 def _session(path) -> ort.InferenceSession:

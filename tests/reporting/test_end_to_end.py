@@ -12,7 +12,7 @@ from reporting_helpers import TINY_OVERRIDES
 
 from fume.reporting.grid import ComplexitySettings, Preset
 from fume.reporting.report import build_report
-from fume.reporting.runner import run_experiments
+from fume.workflows.experiments import run_experiments
 
 BASE = Path(__file__).resolve().parents[2] / "configs" / "fume_fastscnn.yaml"
 

@@ -11,10 +11,10 @@ import pytest
 import yaml
 from reporting_helpers import write_fake_run
 
-import fume.reporting.runner as runner
+import fume.workflows.experiments as runner
 from fume.errors import ConfigError
 from fume.reporting.grid import Preset, load_grid
-from fume.reporting.runner import is_finished, plan, run_experiments
+from fume.workflows.experiments import is_finished, plan, run_experiments
 
 REPO = Path(__file__).resolve().parents[2]
 BASE = REPO / "configs" / "fume_fastscnn.yaml"

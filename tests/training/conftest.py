@@ -9,7 +9,7 @@ import pytest
 from fume.data.generate import generate_dataset
 from fume.data.pairing import pair_dataset
 from fume.data.split import split_dataset
-from fume.training.config import FumeConfig, load_config, resolve_paths
+from fume.config import FumeConfig, load_config, resolve_paths
 
 CONFIG = Path(__file__).resolve().parents[2] / "configs" / "fume_fastscnn.yaml"
 
@@ -55,6 +55,6 @@ def tiny_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def trained_run(tiny_dataset: Path, tmp_path_factory: pytest.TempPathFactory):
     """A two-epoch FUME run on the tiny data (TrainResult); tests must not modify its folder."""
-    from fume.training.train import train
+    from fume.workflows.train import train
 
     return train(tiny_config(tiny_dataset), run_dir=tmp_path_factory.mktemp("runs") / "two_epochs")

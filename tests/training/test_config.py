@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from fume.errors import ConfigError
-from fume.training.config import FumeConfig, apply_overrides, load_config, save_config
+from fume.config import FumeConfig, apply_overrides, load_config, save_config
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 
@@ -110,7 +110,7 @@ def test_saved_config_loads_back_identical(tmp_path):
 
 
 def test_model_switch_a_model_does_not_take_is_an_error():
-    from fume.training.checkpoint import build_model
+    from fume.models.checkpoint import build_model
 
     with pytest.raises(ConfigError, match=r"model section of the config: unknown option\(s\) 'fusion' for model 'segmentation_only'"):
         build_model(load_config(None, ["model.name=segmentation_only", "model.fusion=concat"]).model)

@@ -7,8 +7,8 @@ import json
 
 from rich.console import Console
 
-from fume.training.config import load_config, resolve_paths
-from fume.training.quickstart import QUICKSTART_CONFIG, prepare_synthetic_dataset, quickstart
+from fume.config import load_config, resolve_paths
+from fume.workflows.quickstart import QUICKSTART_CONFIG, prepare_synthetic_dataset, quickstart
 
 TINY = [
     "data.synthetic.n_originals=18", "data.synthetic.augmentations=1", "data.synthetic.size=[128,96]",

@@ -13,9 +13,10 @@ import yaml
 from torch.utils.data import WeightedRandomSampler
 
 from fume.errors import ConfigError, DataError, FumeError
-from fume.training.checkpoint import load_model_from_checkpoint, read_checkpoint
-from fume.training.config import load_config
-from fume.training.train import build_loggers, choose_precision, train
+from fume.models.checkpoint import load_model_from_checkpoint, read_checkpoint
+from fume.config import load_config
+from fume.training.trainer import build_loggers, choose_precision
+from fume.workflows.train import train
 
 
 def epoch_losses(run_dir: Path) -> list[float]:

@@ -13,8 +13,8 @@ import pandas as pd
 import pytest
 import torch
 
-from fume.training.checkpoint import read_checkpoint
-from fume.training.train import train
+from fume.models.checkpoint import read_checkpoint
+from fume.workflows.train import train
 
 CONFIG = Path(__file__).resolve().parents[2] / "configs" / "fume_fastscnn.yaml"
 # The console script: Lightning's DDP launcher starts the other processes by re-running it.

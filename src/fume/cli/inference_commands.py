@@ -106,7 +106,7 @@ def predict_command(
 
 
 def _print_pair(row: dict, class_names: list[str]) -> None:
-    from fume.evaluation.metrics import key_name
+    from fume.contract import key_name
 
     if row["pred_class_name"] is not None:
         probs = ", ".join(f"{n} {row[f'prob_{key_name(n)}']:.3f}" for n in class_names)
@@ -132,7 +132,8 @@ def export_command(
     calibration_pairs: int = typer.Option(64, "--calibration-pairs", help="Pairs used for calibration (spread over the table)"),
 ) -> None:
     """ONNX with inputs co2, ch4, modality_mask and a dynamic batch, checked against PyTorch; optionally int8."""
-    from fume.inference.export import PARITY_MAX_ABS_DIFF, export_checkpoint
+    from fume.inference.onnx import PARITY_MAX_ABS_DIFF
+    from fume.workflows.export import export_checkpoint
 
     with _progress() as bar:
         def progress(description: str, total: int):
@@ -184,7 +185,7 @@ def benchmark_command(
 
     from fume.data.generate import parse_size
     from fume.inference.benchmark import BACKENDS, format_table, parse_list, run_benchmark
-    from fume.training.config import atomic_write_text
+    from fume.io import write_text
 
     try:
         batches = [int(b) for b in parse_list(batch, "batch")]
@@ -201,7 +202,7 @@ def benchmark_command(
     gmacs = f"{info['gmacs']:.2f} GMACs" if info.get("gmacs") is not None else "GMACs n/a (ONNX input)"
     params = f"{info['params'] / 1e6:.2f} M parameters" if info.get("params") is not None else ""
     out_console.print(f"{info['source']}: {params}{', ' if params else ''}{gmacs} per pair at {report['size']}")
-    table = Table(title=f"{m['cpu']} ({m['cores']} cores), medians of {runs} runs")
+    table = Table(title=f"{m['cpu']} ({m['cpu_count']} cores), medians of {runs} runs")
     for col in ("backend", "batch", "threads", "p50 ms", "p90 ms", "pairs/s", "peak MB", "ref pairs/s", "ratio"):
         table.add_column(col, justify="left" if col == "backend" else "right", no_wrap=True)
     for row in format_table(report):
@@ -217,5 +218,5 @@ def benchmark_command(
     if json_path is not None:
         import json
 
-        atomic_write_text(json_path, json.dumps(report, indent=2) + "\n")
+        write_text(json_path, json.dumps(report, indent=2) + "\n")
         out_console.print(f"figures written to {json_path}")

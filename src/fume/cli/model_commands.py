@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import os
 from pathlib import Path
 from typing import Optional
 
@@ -13,6 +11,7 @@ from rich.table import Table
 
 from fume.cli import app
 from fume.errors import ConfigError
+from fume.io import write_json
 
 console = Console()
 
@@ -91,8 +90,5 @@ def model_card_command(
     console.print(table)
 
     if json_path is not None:
-        json_path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = json_path.with_name(json_path.name + ".tmp")
-        tmp.write_text(json.dumps(card, indent=2))
-        os.replace(tmp, json_path)
+        write_json(json_path, card)
         console.print(f"wrote {json_path}")

@@ -51,7 +51,7 @@ def experiments_command(
 
     from fume.errors import FumeError
     from fume.reporting.grid import config_hash
-    from fume.reporting.runner import plan, run_experiments
+    from fume.workflows.experiments import plan, run_experiments
 
     console = Console(stderr=True)
     grids, overrides = _split_arguments(arguments)

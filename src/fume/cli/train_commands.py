@@ -23,8 +23,8 @@ def train_command(
     """Train a model (FUME by default) with the seed's recipe; same command runs DDP via trainer.devices / num_nodes / strategy."""
     from rich.console import Console
 
-    from fume.training.config import load_config, resolve_paths
-    from fume.training.train import train
+    from fume.config import load_config, resolve_paths
+    from fume.workflows.train import train
 
     console = Console(stderr=True)
     cfg = resolve_paths(load_config(config, overrides or []))
@@ -53,7 +53,7 @@ def evaluate_command(
     """Metrics at native resolution, predictions.csv, optional masks, confusion matrix and a qualitative grid."""
     from rich.console import Console
 
-    from fume.evaluation.evaluate import evaluate_checkpoint
+    from fume.workflows.evaluate import evaluate_checkpoint
     from fume.training.callbacks import metrics_table
 
     result = evaluate_checkpoint(checkpoint, split=split, out=out, save_masks=save_masks, config_path=config, overrides=overrides or [])
@@ -69,6 +69,6 @@ def quickstart_command(
     overrides: Optional[list[str]] = typer.Argument(None, help=OVERRIDES_HELP, show_default=False),
 ) -> None:
     """The main job: synthetic dataset (if absent) -> grouped split -> pairs -> train FUME -> evaluate on test."""
-    from fume.training.quickstart import quickstart
+    from fume.workflows.quickstart import quickstart
 
     quickstart(out, config_path=config, overrides=overrides or [])

@@ -1,4 +1,4 @@
-"""The paired dual-gas dataset that training and evaluation read (contract in notes/common.md)."""
+"""The paired dual-gas dataset that training reads: one CO2 + CH4 sample per row of a paired table."""
 
 from __future__ import annotations
 
@@ -6,14 +6,14 @@ import os
 from pathlib import Path
 
 import albumentations as A
-import cv2
 import numpy as np
 import pandas as pd
 import torch
 from torch.utils.data import Dataset
 
-from fume.data.io import load_frame, load_mask
-from fume.data.labels import GASES, MASK_VALUES, LabelConfig
+from fume.data.frames import frame_to_input, load_labelled_frame, resize_frame, resize_mask
+from fume.contract import GASES
+from fume.config import LabelConfig
 from fume.data.layout import PAIRED_COLUMNS, missing_columns, normalise_path, read_csv
 from fume.data.transforms import build_augmentation, seed_augmentation
 from fume.errors import ConfigError, DataError
@@ -102,19 +102,10 @@ class PairedDataset(Dataset):
         return np.random.default_rng([self.seed, self.epoch, index])
 
     def _load_gas(self, row: pd.Series, gas: str, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        frame_path = self.root / row[f"{gas}_frame"]
-        mask_path = self.root / row[f"{gas}_mask"]
-        frame = load_frame(frame_path)
-        mask = load_mask(mask_path)
-        if frame.shape != mask.shape:
-            raise DataError(f"frame {frame_path} is {frame.shape[::-1]} (W, H) but its mask {mask_path} is {mask.shape[::-1]}")
-        values = np.unique(mask)
-        if not set(values.tolist()) <= MASK_VALUES:
-            raise DataError(f"mask {mask_path} holds values {values.tolist()}; expected only 0 (background), 1 (tube), 2 (gas)")
+        frame, mask = load_labelled_frame(self.root / row[f"{gas}_frame"], self.root / row[f"{gas}_mask"])
         native = mask
-        if self.image_size is not None and frame.shape[::-1] != self.image_size:
-            frame = cv2.resize(frame, self.image_size, interpolation=cv2.INTER_AREA)
-            mask = cv2.resize(mask, self.image_size, interpolation=cv2.INTER_NEAREST)
+        if self.image_size is not None:
+            frame, mask = resize_frame(frame, self.image_size), resize_mask(mask, self.image_size)
         if self.augment is not None:
             seed_augmentation(self.augment, int(rng.integers(2**31)))
             out = self.augment(image=frame, mask=mask)
@@ -131,7 +122,7 @@ class PairedDataset(Dataset):
         shapes = {}
         loaded = {gas: self._load_gas(row, gas, rng) for gas in GASES if present[gas]}
         for gas, (frame, mask, native) in loaded.items():
-            item[f"{gas}_frame"] = torch.from_numpy(frame.astype(np.float32) / 255.0).unsqueeze(0)
+            item[f"{gas}_frame"] = torch.from_numpy(frame_to_input(frame)).unsqueeze(0)
             item[f"{gas}_mask"] = torch.from_numpy(mask.astype(np.int64))
             if self.native_masks:
                 item[f"{gas}_native_mask"] = torch.from_numpy(native.astype(np.int64))

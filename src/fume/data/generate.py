@@ -29,8 +29,11 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
-from fume.data.labels import BACKGROUND, GAS, TUBE, LabelConfig
-from fume.data.layout import ANNOTATION_COLUMNS, ANNOTATIONS_FILE, write_csv_atomic
+from fume.contract import BACKGROUND, GAS, TUBE
+
+from fume.config import LabelConfig
+from fume.data.layout import ANNOTATION_COLUMNS, ANNOTATIONS_FILE
+from fume.io import write_csv
 from fume.errors import ConfigError
 
 PNG_COMPRESSION = 1  # zlib level 1: ~5x faster than the default 3 and files only ~10 % larger
@@ -397,5 +400,5 @@ def generate_dataset(
         if progress is not None:
             progress(augmentations + 1)
     table = pd.DataFrame(rows, columns=ANNOTATION_COLUMNS)
-    write_csv_atomic(table, out / ANNOTATIONS_FILE)
+    write_csv(out / ANNOTATIONS_FILE, table, backup=True)
     return table

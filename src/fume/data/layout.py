@@ -4,7 +4,6 @@ possibly written on Windows, and the paired tables that pairing writes and train
 from __future__ import annotations
 
 import os
-import shutil
 from pathlib import Path
 
 import pandas as pd
@@ -122,22 +121,3 @@ def read_annotations(root: str | os.PathLike, split: str | None = None) -> pd.Da
         )
     parts = [read_annotations(root, s).assign(split=s) for s in present]
     return pd.concat(parts, ignore_index=True)
-
-
-def write_csv_atomic(table: pd.DataFrame, path: str | os.PathLike, backup: bool = True) -> Path | None:
-    """Write `table` to `path` through a temporary file; an existing file is first kept as
-    `<name>.bak` (or `.bak1`, `.bak2`, ... when that exists). Returns the backup path, if any."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    kept = None
-    if backup and path.exists():
-        kept = path.with_name(path.name + ".bak")
-        n = 0
-        while kept.exists():
-            n += 1
-            kept = path.with_name(f"{path.name}.bak{n}")
-        shutil.copy2(path, kept)  # the old table stays in place until the new one is complete
-    tmp = path.with_name(f".{path.name}.tmp")
-    table.to_csv(tmp, index=False)
-    os.replace(tmp, path)
-    return kept

@@ -28,8 +28,8 @@ from fume.data.layout import (
     read_annotations,
     split_table_name,
     split_tables_present,
-    write_csv_atomic,
 )
+from fume.io import write_csv
 from fume.errors import DataError
 
 Strategy = Literal["random", "original_based"]
@@ -139,6 +139,6 @@ def pair_dataset(
     result = {}
     for i, split in enumerate(present):
         paired = pair_table(read_annotations(root, split), strategy, seed + i, reuse, id_prefix=f"{split}-")
-        write_csv_atomic(paired, out / paired_table_name(split))
+        write_csv(out / paired_table_name(split), paired, backup=True)
         result[split] = paired
     return result

@@ -24,8 +24,9 @@ import numpy as np
 import pandas as pd
 
 from fume.data.generate import PNG_COMPRESSION, PlumeMotion, PlumePhysics, Recording, render_recording
-from fume.data.labels import GASES, LabelConfig
-from fume.data.layout import write_csv_atomic
+from fume.contract import GASES
+from fume.config import LabelConfig
+from fume.io import VideoWriter, write_csv
 from fume.errors import ConfigError
 
 SEQUENCE_FILE = "sequence.csv"
@@ -120,22 +121,17 @@ def generate_sequence(
     if videos:
         for gas in GASES:
             write_gray_video(out / f"{gas}.mp4", [out / p for p in table[f"{gas}_frame"]], fps)
-    write_csv_atomic(table, out / SEQUENCE_FILE)
+    write_csv(out / SEQUENCE_FILE, table, backup=True)
     return table
 
 
 def write_gray_video(path: Path, frames: list[Path], fps: float) -> None:
-    """Encode gray PNG frames as a video, written under a temporary name first."""
-    from fume.inference.video import VideoWriter
-
-    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
-    writer = VideoWriter(tmp, fps)
+    """Encode gray PNG frames as a video (written under a temporary name, renamed when complete)."""
+    writer = VideoWriter(path, fps)
     try:
         for frame in frames:
             writer.write(cv2.cvtColor(cv2.imread(str(frame), cv2.IMREAD_GRAYSCALE), cv2.COLOR_GRAY2BGR))
     except BaseException:
         writer.abort()
-        tmp.unlink(missing_ok=True)
         raise
     writer.close()
-    os.replace(tmp, path)

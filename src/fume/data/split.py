@@ -24,8 +24,8 @@ from fume.data.layout import (
     read_csv,
     split_table_name,
     split_tables_present,
-    write_csv_atomic,
 )
+from fume.io import write_csv
 from fume.errors import ConfigError, DataError
 
 
@@ -153,7 +153,7 @@ def split_dataset(
     result = {}
     for i, split in enumerate(SPLITS):
         part = raw[which == i].drop(columns=["split"], errors="ignore").reset_index(drop=True)
-        write_csv_atomic(part, root / split_table_name(split))
+        write_csv(root / split_table_name(split), part, backup=True)
         result[split] = part
     return result
 

@@ -5,41 +5,13 @@ photometric ones touch the frame only."""
 from __future__ import annotations
 
 import math
-from typing import Literal
-
 import albumentations as A
 import cv2
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+
+from fume.config import AugmentationConfig
 
 _BORDERS = {"reflect": cv2.BORDER_REFLECT_101, "replicate": cv2.BORDER_REPLICATE, "constant": cv2.BORDER_CONSTANT}
-
-
-class AugmentationConfig(BaseModel):
-    """Probabilities and ranges; the defaults are the seed's. Set a probability to 0 to disable."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    horizontal_flip_p: float = Field(0.5, ge=0, le=1)
-    rotate_limit: float = Field(15.0, ge=0, le=180, description="degrees, +-")
-    rotate_p: float = Field(0.5, ge=0, le=1)
-    # The seed's ShiftScaleRotate(0.1, 0.15, 15); Affine is its albumentations 2.x replacement.
-    shift_limit: float = Field(0.1, ge=0, le=1, description="fraction of the image side, +-")
-    scale_limit: float = Field(0.15, ge=0, lt=1, description="relative, +-")
-    affine_rotate_limit: float = Field(15.0, ge=0, le=180)
-    affine_p: float = Field(0.5, ge=0, le=1)
-    brightness_limit: float = Field(0.2, ge=0, le=1)
-    contrast_limit: float = Field(0.2, ge=0, le=1)
-    brightness_contrast_p: float = Field(0.5, ge=0, le=1)
-    # The seed gives the noise as a variance in 8-bit units (10..50); albumentations 2.x takes the
-    # standard deviation as a fraction of 255, so it is converted in build_augmentation.
-    noise_var_limit: tuple[float, float] = (10.0, 50.0)
-    noise_p: float = Field(0.3, ge=0, le=1)
-    blur_limit: tuple[int, int] = (3, 7)
-    blur_p: float = Field(0.3, ge=0, le=1)
-    gamma_limit: tuple[float, float] = (80.0, 120.0)
-    gamma_p: float = Field(0.3, ge=0, le=1)
-    border_mode: Literal["reflect", "replicate", "constant"] = "reflect"
 
 
 def noise_std_range(var_limit: tuple[float, float]) -> tuple[float, float]:

@@ -9,7 +9,6 @@ carries the final name.
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -20,9 +19,11 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 from matplotlib.ticker import MaxNLocator
 
+from fume.contract import MASK_CLASS_NAMES
 from fume.errors import DataError, FumeError
+from fume.io import write_with
 
-SEG_CLASS_NAMES = ("background", "tube", "gas")
+
 # background black, tube blue, gas orange; further classes (if any) get the next colours.
 MASK_COLOURS = ("#000000", "#3b8ee8", "#ff8c1a", "#2ca02c", "#d62728", "#9467bd")
 _GAS_LABELS = {"co2": "CO₂", "ch4": "CH₄"}
@@ -49,17 +50,9 @@ def save_figure(fig: Figure, path: str | os.PathLike, dpi: int = 150) -> Path:
     fmt = _FORMATS.get(path.suffix.lower())
     if fmt is None:
         raise FumeError(f"figure path {path} must end with .png or .pdf")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        # No creation date in PDFs: the same figure gives the same bytes.
-        metadata = {"CreationDate": None} if fmt == "pdf" else None
-        fig.savefig(tmp, format=fmt, dpi=dpi, bbox_inches="tight", metadata=metadata)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    # No creation date in PDFs: the same figure gives the same bytes.
+    metadata = {"CreationDate": None} if fmt == "pdf" else None
+    write_with(path, lambda tmp: fig.savefig(tmp, format=fmt, dpi=dpi, bbox_inches="tight", metadata=metadata))
     return path
 
 
@@ -134,7 +127,7 @@ def plot_qualitative_grid(
     rows: Sequence[dict[str, Any]],
     class_names: Sequence[str],
     path: str | os.PathLike,
-    seg_class_names: Sequence[str] = SEG_CLASS_NAMES,
+    seg_class_names: Sequence[str] = MASK_CLASS_NAMES,
 ) -> Path:
     """One row per pair: CO2 input, CO2 ground truth, CO2 prediction, then the same for CH4.
 

@@ -11,7 +11,6 @@ classes present in the targets. This is what scikit-learn does with its default 
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 
 import numpy as np
@@ -20,16 +19,16 @@ import torch.nn.functional as F
 from torch import Tensor
 from torchmetrics import Metric
 
+from fume.contract import GASES, MASK_CLASS_NAMES, key_name
 from fume.evaluation.boundary import hd95_asd
 
-GASES = ("co2", "ch4")
-SEG_CLASS_NAMES = ("background", "tube", "gas")
 CLASS_NAMES = ("Healthy", "Transitional", "Acidotic")
-
-
-def key_name(name: str) -> str:
-    """A class name as a metrics key part: 'Healthy' -> 'healthy', 'Gas plume' -> 'gas_plume'."""
-    return re.sub(r"[^0-9a-z]+", "_", name.lower()).strip("_")
+# Keys every metrics.json of `fume evaluate` carries (null when the model lacks the task or the value is undefined).
+METRIC_KEYS = [
+    "miou", "dice", "pixel_accuracy", "iou_background", "iou_tube", "iou_gas", "co2_miou", "ch4_miou",
+    "hd95_gas", "asd_gas", "accuracy", "balanced_accuracy", "macro_f1", "weighted_f1", "cohens_kappa",
+    "f1_healthy", "f1_transitional", "f1_acidotic", "confusion_matrix", "joint_score", "num_samples",
+]
 
 
 def joint_score(miou: float, balanced_accuracy: float, weight: float = 0.5) -> float:
@@ -96,7 +95,7 @@ class SegmentationMetrics(Metric):
     def __init__(
         self,
         num_classes: int = 3,
-        class_names: Sequence[str] = SEG_CLASS_NAMES,
+        class_names: Sequence[str] = MASK_CLASS_NAMES,
         gas_class: int = 2,
         boundary: bool = True,
         **kwargs,

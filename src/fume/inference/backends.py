@@ -17,7 +17,7 @@ from fume.errors import FumeError
 
 INPUT_NAMES = ("co2", "ch4", "modality_mask")
 KNOWN_OUTPUTS = ("cls_logits", "co2_seg_logits", "ch4_seg_logits")
-# Keys of the metadata FUME writes into its ONNX files (fume.inference.export).
+# Keys of the metadata FUME writes into its ONNX files (fume.inference.onnx.add_metadata).
 META_CONFIG = "fume.config"
 META_IMAGE_SIZE = "fume.image_size"
 
@@ -25,14 +25,14 @@ META_IMAGE_SIZE = "fume.image_size"
 class TorchBackend:
     """A registry model in eval mode, run under torch.inference_mode. With `optimize` (default),
     batch norm is folded into the convolutions and tensors are channels_last
-    (fume.models.inference.prepare_for_inference: same outputs up to float rounding, about 2x faster)."""
+    (fume.models.prepare.prepare_for_inference: same outputs up to float rounding, about 2x faster)."""
 
     name = "torch"
 
     def __init__(self, model: Any, device: str = "cpu", optimize: bool = True) -> None:
         import torch
 
-        from fume.models.inference import prepare_for_inference
+        from fume.models.prepare import prepare_for_inference
 
         self.torch = torch
         self.device = torch.device(device)

@@ -12,20 +12,17 @@ the whole run has succeeded: a failed run leaves no partial outputs under their 
 
 from __future__ import annotations
 
-import json
 import os
 import re
-import shutil
-import tempfile
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from fume.data.labels import GASES
+from fume.contract import GASES, key_name
 from fume.errors import DataError
-from fume.inference.overlay import overlay, write_png
+from fume.inference.overlay import overlay
+from fume.io import staged_dir, write_csv, write_json, write_png
 from fume.inference.predictor import PairPrediction, Predictor, batched, default_sample_id
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp"}
@@ -123,23 +120,6 @@ def collect_pairs(source: str | os.PathLike, root: str | os.PathLike | None = No
     raise DataError(f"input {source} is neither a folder of frame pairs nor a paired CSV (.csv)")
 
 
-@contextmanager
-def staged_output(out: str | os.PathLike) -> Iterator[Path]:
-    """A hidden folder inside `out` to write into; its files move to the same places under `out`
-    when the block succeeds, and it is deleted either way."""
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".fume-partial-", dir=out))
-    try:
-        yield staging
-        for path in sorted(p for p in staging.rglob("*") if p.is_file()):
-            target = out / path.relative_to(staging)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(path, target)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-
-
 def describe_class(pred: PairPrediction) -> str:
     if pred.probabilities is None:
         return "segmentation only"
@@ -152,8 +132,7 @@ def write_pair_outputs(pred: PairPrediction, staging: Path, overlays: bool, save
     """The JSON, overlays and masks of one pair; returns their paths relative to OUT."""
     written = {"json": f"json/{pred.sample_id}.json"}
     data = pred.to_dict()
-    (staging / "json").mkdir(exist_ok=True)
-    (staging / written["json"]).write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    write_json(staging / written["json"], data)
     for gas in GASES:
         result = pred.gases[gas]
         if not result.present:
@@ -172,7 +151,6 @@ def write_pair_outputs(pred: PairPrediction, staging: Path, overlays: bool, save
 
 
 def csv_row(pair: PairInput | None, pred: PairPrediction, files: dict[str, str]) -> dict[str, Any]:
-    from fume.evaluation.metrics import key_name
 
     data = pred.to_dict()
     row: dict[str, Any] = {"sample_id": pred.sample_id}
@@ -216,13 +194,13 @@ def predict_pairs(
 
     out = Path(out)
     rows = []
-    with staged_output(out) as staging:
+    with staged_dir(out) as staging:
         for chunk in batched(pairs, max(1, batch_size)):
             preds = predictor.predict_batch([(p.co2, p.ch4, p.sample_id) for p in chunk])
             for pair, pred in zip(chunk, preds):
                 rows.append(csv_row(pair, pred, write_pair_outputs(pred, staging, overlays, save_masks)))
             if progress is not None:
                 progress(len(chunk))
-        pd.DataFrame(rows).to_csv(staging / "predictions.csv", index=False)
+        write_csv(staging / "predictions.csv", pd.DataFrame(rows))
     return BatchResult(out, out / "predictions.csv", rows)
 

@@ -10,7 +10,7 @@ The reference is Fast-SCNN run as it would be deployed without FUME: two passes 
 gas, each a batch of single-gas frames.
 
 Backends: "torch" is eager PyTorch under inference_mode with batch norm folded into the
-convolutions and channels_last tensors (fume.models.inference.prepare_for_inference); "torch-compile" is the same
+convolutions and channels_last tensors (fume.models.prepare.prepare_for_inference); "torch-compile" is the same
 through torch.compile (its compile time, about a minute on 2 cores, is not timed); "onnxruntime"
 and "onnxruntime-int8" run the exported fp32 and statically quantized files.
 """
@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import resource
 import statistics
 import subprocess
@@ -33,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from fume.errors import ConfigError, FumeError
+from fume.machine import machine_info
 
 BACKENDS = ("torch", "torch-compile", "onnxruntime", "onnxruntime-int8")
 REFERENCES = ("fastscnn",)
@@ -71,7 +71,7 @@ def load_torch_model(source: dict[str, Any]):
     if "onnx" in source:
         raise ConfigError(f"{source['onnx']} is an ONNX file; the torch backends need a model or a checkpoint")
     if "checkpoint" in source:
-        from fume.training.checkpoint import load_model_from_checkpoint
+        from fume.models.checkpoint import load_model_from_checkpoint
 
         return load_model_from_checkpoint(source["checkpoint"])[0]
     if source.get("reference") == "fastscnn":
@@ -117,8 +117,9 @@ def prepare_onnx(model: Any, config: Any, size: tuple[int, int], work: Path, nam
     """fp32 (and int8) ONNX files of `model` at `size` in `work`."""
     import onnx
 
-    from fume.inference.export import export_fp32, quantize_int8
-    from fume.models.onnx_export import export_onnx
+    from fume.inference.onnx import export_fp32
+    from fume.inference.quantize import quantize_int8
+    from fume.inference.onnx import export_onnx
 
     fp32 = work / f"{name}.onnx"
     if config is not None:
@@ -146,7 +147,7 @@ def _runner(kind: str, source: dict[str, Any], threads: int | None) -> Callable[
         return lambda feeds: backend.session.run(None, {k: feeds[k] for k in names})
     import torch
 
-    from fume.models.inference import prepare_for_inference
+    from fume.models.prepare import prepare_for_inference
 
     model = prepare_for_inference(load_torch_model(source))
     if kind == "torch-compile":
@@ -297,29 +298,6 @@ def run_worker(spec: dict[str, Any], timeout: float | None = None) -> dict[str, 
 # ---------------------------------------------------------------- the command
 
 
-def machine_info() -> dict[str, Any]:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    info: dict[str, Any] = {"cpu": cpu, "cores": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()}
-    try:
-        info["load_average"] = list(os.getloadavg())
-    except OSError:
-        pass
-    import onnxruntime
-    import torch
-
-    info.update(torch=torch.__version__, onnxruntime=onnxruntime.__version__, cuda=torch.cuda.is_available())
-    if torch.cuda.is_available():
-        info["gpu"] = torch.cuda.get_device_name()
-    return info
-
-
 def parse_list(text: str, what: str, allowed: tuple[str, ...] | None = None) -> list[str]:
     items = [t.strip() for t in text.split(",") if t.strip()]
     if not items:
@@ -377,7 +355,7 @@ def run_benchmark(
         size = file_size
         info = {"source": str(onnx), "params": None, "gmacs": None}
     elif checkpoint is not None:
-        from fume.training.checkpoint import load_model_from_checkpoint
+        from fume.models.checkpoint import load_model_from_checkpoint
 
         torch_model, config = load_model_from_checkpoint(checkpoint)
         info = {"source": str(checkpoint), "name": config.model.name}
@@ -409,7 +387,7 @@ def run_benchmark(
             if onnx is not None:
                 files["onnxruntime"] = str(onnx)
                 if int8:
-                    from fume.inference.export import quantize_int8
+                    from fume.inference.quantize import quantize_int8
 
                     names = ["co2", "ch4", "modality_mask"]
                     quantize_int8(Path(onnx), work / "model.int8.onnx", _ListReader(calib, names), work)
@@ -430,6 +408,9 @@ def run_benchmark(
                 if compare:
                     spec["reference"] = {"reference": compare, **({"onnx": ref_files[backend]} if backend in ref_files else {})}
                 results.append(run_worker(spec))
+    import onnxruntime  # noqa: F401  (imported so machine_info reports both versions)
+    import torch  # noqa: F401
+
     machine = machine_info()
     return {"machine": machine, "model": info, "size": f"{size[0]}x{size[1]}", "results": results}
 
@@ -437,8 +418,8 @@ def run_benchmark(
 def _calibration_pairs(calibration, data_root, size, config) -> list[dict[str, np.ndarray]]:
     if calibration is None:
         return synthetic_pairs(size, CALIBRATION_FRAMES)
-    from fume.data.labels import LabelConfig
-    from fume.inference.export import DEFAULT_CALIBRATION_PAIRS, item_inputs, paired_dataset, pick_evenly
+    from fume.config import LabelConfig
+    from fume.inference.quantize import DEFAULT_CALIBRATION_PAIRS, item_inputs, paired_dataset, pick_evenly
 
     labels = config.data.labels if config is not None else LabelConfig()
     dataset = paired_dataset(calibration, data_root, size, labels)

@@ -3,13 +3,11 @@ class written in the top-left corner. Images are BGR uint8 (OpenCV's order)."""
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
 
 import cv2
 import numpy as np
 
-from fume.data.labels import GAS, TUBE
+from fume.contract import GAS, TUBE
 
 GAS_BGR = (0, 140, 255)  # orange
 TUBE_BGR = (255, 200, 0)  # cyan-blue
@@ -69,16 +67,3 @@ def side_by_side(images: list[np.ndarray], gap: int = 4) -> np.ndarray:
     for image in images:
         parts += [image, spacer]
     return np.ascontiguousarray(np.concatenate(parts[:-1], axis=1))
-
-
-def write_png(path: str | os.PathLike, image: np.ndarray) -> Path:
-    """Encode first, then write under a temporary name and rename: no half-written PNG."""
-    path = Path(path)
-    ok, data = cv2.imencode(".png", image)
-    if not ok:
-        raise OSError(f"could not encode {path} as PNG")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(data.tobytes())
-    os.replace(tmp, path)
-    return path

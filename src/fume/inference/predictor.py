@@ -5,9 +5,10 @@ masks at the frames' own resolution out.
     result = predictor.predict(co2="co2.png", ch4="ch4.png")
     result.class_name, result.probabilities, result.gases["co2"].mask, result.to_dict()
 
-Frames of another size than the model's are resized to it (area interpolation, as in training);
-the segmentation logits are resized back bilinearly and the mask is their argmax, as
-`fume evaluate` does.
+Frames of another size than the model's are resized to it (fume.data.frames.prepare_frame, as in
+training); the segmentation logits are resized back bilinearly and the mask is their argmax. This is
+the one inference path: `fume evaluate`, `fume predict`, video and export's accuracy check all run
+their backend through a Predictor.
 """
 
 from __future__ import annotations
@@ -18,10 +19,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Union
 
-import cv2
 import numpy as np
 
-from fume.data.labels import GAS, GASES, TUBE, LabelConfig
+from fume.config import FumeConfig, LabelConfig
+from fume.contract import CLS_OUTPUT, GAS, GASES, SEG_OUTPUTS, TUBE
+from fume.data.frames import load_frame, prepare_frame
 from fume.errors import ConfigError, DataError
 
 FrameInput = Union[str, os.PathLike, np.ndarray, None]
@@ -104,20 +106,11 @@ def ph_range(label_config: LabelConfig, class_id: int) -> dict[str, Any]:
 
 def load_gray(frame: FrameInput, gas: str) -> tuple[np.ndarray, str | None]:
     """(uint8 (H, W) frame, its source path) from a path or an array."""
-    from fume.data.io import load_frame
-
     if isinstance(frame, np.ndarray):
         if frame.ndim != 2 or frame.dtype != np.uint8:
             raise DataError(f"{gas.upper()} frame array has shape {frame.shape} and dtype {frame.dtype}; expected (H, W) uint8 gray")
         return frame, None
     return load_frame(frame), str(frame)
-
-
-def prepare_frame(frame: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """uint8 (H, W) -> float32 (H', W') in [0, 1] at the model's size (W', H'), as PairedDataset does."""
-    if frame.shape[::-1] != tuple(size):
-        frame = cv2.resize(frame, tuple(size), interpolation=cv2.INTER_AREA)
-    return frame.astype(np.float32) / 255.0
 
 
 def native_mask(logits: np.ndarray, native_hw: tuple[int, int]) -> np.ndarray:
@@ -153,12 +146,21 @@ class Predictor:
         cls, checkpoint: str | os.PathLike, backend: str = "torch", threads: int | None = None, device: str = "cpu"
     ) -> Predictor:
         """A checkpoint written by `fume train`. backend "onnxruntime" exports the model to ONNX in memory."""
+        from fume.models.checkpoint import load_model_from_checkpoint
+
+        model, config = load_model_from_checkpoint(checkpoint)
+        return cls.from_model(model, config, backend, threads, device, source=str(checkpoint))
+
+    @classmethod
+    def from_model(
+        cls, model: Any, config: FumeConfig, backend: str = "torch", threads: int | None = None, device: str = "cpu",
+        source: str = "model",
+    ) -> Predictor:
+        """A trained network and the configuration it was trained with (frame size, class names)."""
         from fume.inference.backends import OnnxBackend, TorchBackend
-        from fume.training.checkpoint import load_model_from_checkpoint
 
         if backend not in BACKENDS:
             raise ConfigError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
-        model, config = load_model_from_checkpoint(checkpoint)
         size = tuple(config.data.image_size)
         if backend == "torch":
             if threads is not None:
@@ -167,10 +169,10 @@ class Predictor:
                 torch.set_num_threads(int(threads))
             runner: Any = TorchBackend(model, device=device)
         else:
-            from fume.inference.export import onnx_bytes
+            from fume.inference.onnx import onnx_bytes
 
-            runner = OnnxBackend(onnx_bytes(model, config, size), threads=threads, source=f"{checkpoint} (exported)")
-        return cls(runner, size, config.data.labels, source=str(checkpoint))
+            runner = OnnxBackend(onnx_bytes(model, config, size), threads=threads, source=f"{source} (exported)")
+        return cls(runner, size, config.data.labels, source=source)
 
     @classmethod
     def from_onnx(cls, path: str | os.PathLike, threads: int | None = None, label_config: LabelConfig | None = None) -> Predictor:
@@ -200,11 +202,11 @@ class Predictor:
                     inputs[gas][i, 0] = prepare_frame(gases[gas].frame, self.image_size)
                     modality[i, g] = 1.0
         outputs = self.backend(inputs["co2"], inputs["ch4"], modality)
-        probs = softmax(outputs["cls_logits"]) if "cls_logits" in outputs else None
+        probs = softmax(outputs[CLS_OUTPUT]) if CLS_OUTPUT in outputs else None
         results = []
         for i, (sample_id, gases) in enumerate(loaded):
             for gas in GASES:
-                key = f"{gas}_seg_logits"
+                key = SEG_OUTPUTS[gas]
                 if gases[gas].present and key in outputs:
                     gases[gas].mask = native_mask(outputs[key][i], gases[gas].frame.shape)
             results.append(PairPrediction(sample_id, gases, None if probs is None else probs[i], self.label_config))

@@ -21,15 +21,15 @@ import os
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from fume.data.labels import GASES
+from fume.contract import GASES, key_name
 from fume.errors import ConfigError, DataError
-from fume.inference.batch import IMAGE_SUFFIXES, csv_row, describe_class, staged_output
+from fume.inference.batch import IMAGE_SUFFIXES, csv_row, describe_class
+from fume.io import VideoWriter, staged_dir, write_csv
 from fume.inference.overlay import overlay, side_by_side, text_panel
 from fume.inference.predictor import PairPrediction, Predictor
 
@@ -79,7 +79,7 @@ class FrameSource:
             return float(rate) if rate else DEFAULT_FPS
 
     def __iter__(self) -> Iterator[tuple[float, np.ndarray]]:
-        from fume.data.io import load_frame
+        from fume.data.frames import load_frame
 
         if self.files is not None:
             for i, path in enumerate(self.files):
@@ -116,45 +116,6 @@ class ExponentialMovingAverage:
         p = np.asarray(probabilities, np.float64)
         self.value = p.copy() if self.value is None else self.alpha * p + (1.0 - self.alpha) * self.value
         return self.value
-
-
-class VideoWriter:
-    """H.264 (or MPEG-4 where the PyAV build lacks x264) through PyAV, from BGR frames."""
-
-    def __init__(self, path: Path, fps: float) -> None:
-        import av
-
-        self.av = av
-        self.container = av.open(str(path), mode="w", format="mp4")
-        codec = "libx264" if "libx264" in av.codecs_available else "mpeg4"
-        self.stream = self.container.add_stream(codec, rate=Fraction(fps).limit_denominator(1001))
-        self.stream.pix_fmt = "yuv420p"
-        if codec == "libx264":
-            self.stream.options = {"crf": "23", "preset": "veryfast"}
-        self.size: tuple[int, int] | None = None
-
-    def write(self, bgr: np.ndarray) -> None:
-        h, w = bgr.shape[:2]
-        if self.size is None:
-            self.size = (w + w % 2, h + h % 2)  # yuv420p needs even sides
-            self.stream.width, self.stream.height = self.size
-        padded = np.zeros((self.size[1], self.size[0], 3), np.uint8)
-        padded[: min(h, self.size[1]), : min(w, self.size[0])] = bgr[: self.size[1], : self.size[0]]
-        frame = self.av.VideoFrame.from_ndarray(padded, format="bgr24")
-        for packet in self.stream.encode(frame):
-            self.container.mux(packet)
-
-    def close(self) -> None:
-        for packet in self.stream.encode():
-            self.container.mux(packet)
-        self.container.close()
-
-    def abort(self) -> None:
-        """Close after a failure; the half-written file is discarded with the staging folder."""
-        try:
-            self.container.close()
-        except Exception:  # nothing was encoded: the container may refuse to finalise
-            pass
 
 
 @dataclass
@@ -203,7 +164,6 @@ def predict_video(
     """Run the predictor on every frame of the sources and write OUT's files (module docstring)."""
     import pandas as pd
 
-    from fume.evaluation.metrics import key_name
 
     if co2 is None and ch4 is None:
         raise ConfigError("video mode needs --co2-video and/or --ch4-video")
@@ -214,7 +174,7 @@ def predict_video(
     out = Path(out)
     rows: list[dict[str, Any]] = []
     unused = {gas: 0 for gas in sources}
-    with staged_output(out) as staging:
+    with staged_dir(out) as staging:
         writer = VideoWriter(staging / VIDEO_NAME, rate) if write_video else None
         try:
             iterators = {gas: iter(src) for gas, src in sources.items()}
@@ -257,5 +217,5 @@ def predict_video(
             writer.close()
         if not rows:
             raise DataError("no frame was read from the video source(s)")
-        pd.DataFrame(rows).to_csv(staging / CSV_NAME, index=False)
+        write_csv(staging / CSV_NAME, pd.DataFrame(rows))
     return VideoResult(out, out / CSV_NAME, out / VIDEO_NAME if write_video else None, len(rows), rate, unused)

@@ -12,7 +12,7 @@ import torch
 
 from fume.errors import ConfigError
 from fume.models.complexity import count_macs, count_parameters, example_pair, measure_latency
-from fume.models.inference import prepare_for_inference
+from fume.models.prepare import prepare_for_inference
 from fume.models.inputs import SIZE_MULTIPLE, nearest_valid_sizes
 from fume.models.registry import create_model
 

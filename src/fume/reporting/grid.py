@@ -31,8 +31,12 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from fume.config import FumeConfig, load_config, read_yaml
 from fume.errors import ConfigError, FumeError
-from fume.training.config import FumeConfig, load_config, read_yaml
+
+# Files of an experiments folder.
+RESULTS_FILE = "results.csv"
+ENVIRONMENT_FILE = "environment.json"
 
 PRESETS_FILE = Path(__file__).resolve().parents[3] / "configs" / "experiments" / "presets.yaml"
 GridKind = Literal["comparison", "ablation", "leakage"]
@@ -217,7 +221,7 @@ def variant_config(grid: Grid, variant: Variant, seed: int, common: list[str]) -
 
 def check_model(spec: RunSpec) -> None:
     """Build the model once: options a model does not take fail here, not after hours of other runs."""
-    from fume.training.checkpoint import build_model
+    from fume.models.checkpoint import build_model
 
     try:
         build_model(spec.config.model)

@@ -13,8 +13,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from fume.data.labels import GASES
+from fume.contract import GASES
 from fume.errors import DataError
+from fume.io import write_with
 
 CACHE_FILE = "pair_stats.npz"
 
@@ -47,13 +48,13 @@ def mask_counts(pred: np.ndarray, true: np.ndarray, num_classes: int) -> tuple[n
 
 
 def _dataset_root(run_dir: Path) -> Path:
-    from fume.training.config import load_config
+    from fume.config import load_config
 
     return Path(load_config(run_dir / "config.yaml").data.dataset_root)
 
 
 def compute_pair_stats(run_dir: str | Path, num_seg_classes: int = 3) -> PairStats:
-    from fume.data.io import load_mask
+    from fume.data.frames import load_mask
 
     run_dir = Path(run_dir)
     test_dir = run_dir / "test"
@@ -92,7 +93,5 @@ def load_pair_stats(run_dir: str | Path, num_seg_classes: int = 3) -> PairStats:
             return PairStats(data["sample_ids"], data["y_true"], get("y_pred"), get("intersection"), get("union"))
     stats = compute_pair_stats(run_dir, num_seg_classes)
     arrays = {k: v for k, v in vars(stats).items() if v is not None}
-    tmp = test_dir / f".{CACHE_FILE}.tmp.npz"
-    np.savez(tmp, **arrays)
-    tmp.replace(cache)
+    write_with(cache, lambda tmp: np.savez(tmp, **arrays))
     return stats

@@ -24,7 +24,7 @@ from fume.errors import DataError, FumeError
 from fume.reporting import figures as rfig
 from fume.reporting import tables as rtab
 from fume.reporting.pairs import PairStats, load_pair_stats
-from fume.reporting.runner import ENVIRONMENT_FILE, RESULTS_FILE
+from fume.reporting.grid import ENVIRONMENT_FILE, RESULTS_FILE
 from fume.reporting.stats import (
     DEFAULT_RESAMPLES,
     Interval,
@@ -35,7 +35,7 @@ from fume.reporting.stats import (
     paired_bootstrap_miou,
     unpaired_bootstrap_difference,
 )
-from fume.training.config import atomic_write_text
+from fume.io import write_text
 
 
 @dataclass
@@ -129,7 +129,7 @@ def leakage_gap(pairs: _Pairs, leaky: pd.DataFrame, grouped: pd.DataFrame, num_c
 def shared_recordings(experiments_dir: Path, run_dir: str) -> dict[str, Any] | None:
     """How many test recordings (original_sample_id) of a run's split also appear in its training split."""
     from fume.data.layout import read_annotations
-    from fume.training.config import load_config
+    from fume.config import load_config
 
     try:
         config = load_config(experiments_dir / run_dir / "config.yaml")
@@ -153,7 +153,7 @@ def _variants(runs: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
 
 
 def _class_names(experiments_dir: Path, run_dir: str) -> list[str]:
-    from fume.training.config import load_config
+    from fume.config import load_config
 
     try:
         return list(load_config(experiments_dir / run_dir / "config.yaml").data.labels.class_names)
@@ -333,7 +333,7 @@ def build_report(experiments_dir: str | Path, out: str | Path | None = None, res
     header = _header(experiments_dir, ok, failed, env, class_names)
     body = "\n".join(s for s in sections if s)
     notes = "" if not warnings else "## Notes\n\n" + "".join(f"- {w}\n" for w in warnings)
-    atomic_write_text(result.report_md, header + body + notes)
+    write_text(result.report_md, header + body + notes)
     return result
 
 
@@ -349,7 +349,7 @@ def _interval_numbers(prefix: str, interval: Interval | None) -> dict[str, float
 
 
 def _header(experiments_dir: Path, ok: pd.DataFrame, failed: pd.DataFrame, env: dict[str, Any], class_names: list[str]) -> str:
-    from fume.training.config import load_config
+    from fume.config import load_config
 
     first = load_config(experiments_dir / ok.iloc[0]["run_dir"] / "config.yaml")
     data = first.data
@@ -451,8 +451,8 @@ def _per_run_figures(experiments_dir: Path, ok: pd.DataFrame, class_names: list[
 
 def _qualitative_rows(run_dir: Path, per_class: int) -> dict[int, list[dict[str, Any]]]:
     """Up to `per_class` test pairs of each class with frames, ground truth and saved predicted masks."""
-    from fume.data.io import load_frame, load_mask
-    from fume.training.config import load_config
+    from fume.data.frames import load_frame, load_mask
+    from fume.config import load_config
 
     predictions = run_dir / "test" / "predictions.csv"
     if per_class <= 0 or not predictions.is_file():

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from fume.reporting.stats import Interval, mean_std
-from fume.training.config import atomic_write_text
+from fume.io import write_text
 
 PM = "±"
 
@@ -168,7 +168,7 @@ def write_table(table: Table, stem: str | Path) -> dict[str, Path]:
     stem = Path(stem)
     paths = {"md": stem.with_suffix(".md"), "csv": stem.with_suffix(".csv"), "tex": stem.with_suffix(".tex")}
     notes = "".join(f"\n{n}\n" for n in table.notes)
-    atomic_write_text(paths["md"], f"**{table.title}**\n\n" + to_markdown(table.display) + notes)
-    atomic_write_text(paths["csv"], table.numeric.to_csv(index=False))
-    atomic_write_text(paths["tex"], to_latex(table.display, table.title, f"tab:{stem.name}"))
+    write_text(paths["md"], f"**{table.title}**\n\n" + to_markdown(table.display) + notes)
+    write_text(paths["csv"], table.numeric.to_csv(index=False))
+    write_text(paths["tex"], to_latex(table.display, table.title, f"tab:{stem.name}"))
     return paths

@@ -1,100 +1,22 @@
-"""Checkpoint files: written atomically, read back into (model, FumeConfig).
-
-A Lightning checkpoint of a FUME run keeps the resolved configuration under
-hyper_parameters["config"] and the network's weights under state_dict["model.*"].
-"""
+"""Lightning writes checkpoints through FUME's atomic writer (fume.io): a kill during the write
+never leaves a truncated .ckpt under its final name, and Ctrl-C waits until the file is complete."""
 
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Any
 
 import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 
-from fume.errors import ConfigError, FumeError
-from fume.training.config import FumeConfig, ModelConfig, validate_config
-
-MODEL_PREFIX = "model."
+from fume.io import atomic_path
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
-    """Writes `path` through a temporary file beside it, synced then renamed, so a kill during the
-    write never leaves a truncated .ckpt under its final name (the previous file stays intact)."""
-
     def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any | None = None) -> None:
         if storage_options is not None:
             raise TypeError("AtomicCheckpointIO does not take storage_options")
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-        try:
-            with open(tmp, "wb") as f:
-                torch.save(checkpoint, f)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
-
-
-def read_checkpoint(path: str | Path, map_location: Any = "cpu") -> dict[str, Any]:
-    path = Path(path)
-    if not path.is_file():
-        raise FumeError(f"checkpoint not found: {path}")
-    try:
-        # weights_only: a checkpoint is data; loading one must not run code from it.
-        ckpt = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as err:  # truncated, not a torch file, foreign pickles
-        raise FumeError(f"cannot read checkpoint {path}: {type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}") from None
-    if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
-        raise FumeError(f"{path} is not a Lightning checkpoint (no state_dict)")
-    return ckpt
-
-
-def config_from_checkpoint(ckpt: dict[str, Any], path: str | Path = "checkpoint") -> FumeConfig:
-    raw = (ckpt.get("hyper_parameters") or {}).get("config")
-    if raw is None:
-        raise FumeError(f"{path} is not a FUME checkpoint: hyper_parameters['config'] is missing")
-    return validate_config(raw, f"config stored in {path}")
-
-
-def check_same_model(trained: ModelConfig, requested: ModelConfig, checkpoint: str | Path) -> None:
-    """Evaluating a checkpoint with another model's config would silently load mismatched weights."""
-    if trained != requested:
-        a, b = trained.model_dump(exclude_none=True), requested.model_dump(exclude_none=True)
-        diff = ", ".join(f"model.{k}: checkpoint {a.get(k)!r} vs config {b.get(k)!r}" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k))
-        raise ConfigError(f"checkpoint {checkpoint} was trained with another model than the config asks for ({diff}); use the run's own config or drop the model overrides")
-
-
-def build_model(model_config: ModelConfig) -> torch.nn.Module:
-    from fume.models import create_model
-
-    try:
-        return create_model(model_config.name, **model_config.model_kwargs())
-    except ConfigError as err:
-        raise ConfigError(f"model section of the config: {err}") from None
-
-
-def load_model_from_checkpoint(path: str | Path, map_location: Any = "cpu") -> tuple[torch.nn.Module, FumeConfig]:
-    """The trained network (eval mode) and the configuration it was trained with."""
-    ckpt = read_checkpoint(path, map_location)
-    config = config_from_checkpoint(ckpt, path)
-    model = build_model(config.model)
-    state = {k[len(MODEL_PREFIX):]: v for k, v in ckpt["state_dict"].items() if k.startswith(MODEL_PREFIX)}
-    try:
-        missing, unexpected = model.load_state_dict(state, strict=False)
-    except RuntimeError as err:  # same names, other shapes
-        detail = str(err).splitlines()
-        raise FumeError(
-            f"checkpoint {path} does not match model {config.model.name!r} built from its config "
-            f"({len(detail) - 1} tensors of another shape, e.g.{detail[1] if len(detail) > 1 else ''}); was it written by another FUME version?"
-        ) from None
-    if missing or unexpected:
-        raise FumeError(
-            f"checkpoint {path} does not match model {config.model.name!r} built from its config: "
-            f"{len(missing)} missing weights (e.g. {missing[:3]}), {len(unexpected)} unexpected (e.g. {unexpected[:3]})"
-        )
-    model.eval()
-    return model, config
+        with atomic_path(path) as tmp, open(tmp, "wb") as f:
+            torch.save(checkpoint, f)
+            f.flush()
+            os.fsync(f.fileno())

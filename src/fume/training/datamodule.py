@@ -10,7 +10,7 @@ from torch.utils.data import DataLoader, WeightedRandomSampler
 from torch.utils.data._utils.collate import default_collate
 
 from fume.errors import DataError
-from fume.training.config import FumeConfig
+from fume.config import FumeConfig
 
 # Kept per sample: native-resolution masks may differ in size from one frame to the next.
 LIST_KEYS = ("co2_native_mask", "ch4_native_mask")

@@ -8,10 +8,10 @@ from typing import Any
 import lightning as L
 import torch
 
-from fume.data.labels import GASES
+from fume.contract import GASES
 from fume.errors import FumeError
-from fume.training.checkpoint import build_model
-from fume.training.config import FumeConfig, validate_config
+from fume.models.checkpoint import build_model
+from fume.config import FumeConfig, validate_config
 
 
 class NonFiniteLossError(FumeError):

@@ -20,7 +20,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import platform
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,11 +29,11 @@ import pandas as pd
 from rich.console import Console
 
 from fume.errors import DataError, FumeError
-from fume.reporting.grid import ComplexitySettings, Grid, Preset, RunSpec, config_hash, expand_grids, get_preset, load_grid
-from fume.training.config import FumeConfig, atomic_write_text, override_config, resolve_paths
+from fume.reporting.grid import ENVIRONMENT_FILE, RESULTS_FILE, ComplexitySettings, Grid, Preset, RunSpec, config_hash, expand_grids, get_preset, load_grid
+from fume.config import FumeConfig, override_config, resolve_paths
+from fume.io import write_text
+from fume.machine import machine_info
 
-RESULTS_FILE = "results.csv"
-ENVIRONMENT_FILE = "environment.json"
 RUN_INFO_FILE = "run_info.json"
 TEST_DIR = "test"
 META_COLUMNS = [
@@ -48,7 +47,7 @@ EXTRA_COLUMNS = [
 
 
 def metric_keys() -> list[str]:
-    from fume.evaluation.evaluate import METRIC_KEYS
+    from fume.evaluation.metrics import METRIC_KEYS
 
     return list(METRIC_KEYS)
 
@@ -119,7 +118,8 @@ def write_random_split(config: FumeConfig, console: Console) -> None:
     """The naive split of the original work: rows (not recordings) drawn into train/val/test, so
     augmented copies of one recording land on both sides. Written to data.paired_dir: the split
     tables and their paired tables (paths relative to the dataset root)."""
-    from fume.data.layout import SPLITS, paired_table_name, read_annotations, split_table_name, write_csv_atomic
+    from fume.data.layout import SPLITS, paired_table_name, read_annotations, split_table_name
+    from fume.io import write_csv
     from fume.data.pairing import pair_table
     from fume.data.split import assign_splits, split_strata
 
@@ -131,15 +131,15 @@ def write_random_split(config: FumeConfig, console: Console) -> None:
     which = assign_splits(table["class_id"].to_numpy(), None, (0.7, 0.15, 0.15), seed, split_strata(table, grouped=False))
     for i, split in enumerate(SPLITS):
         part = table[which == i].reset_index(drop=True)
-        write_csv_atomic(part, out / split_table_name(split), backup=False)
-        write_csv_atomic(pair_table(part, "random", seed + i, id_prefix=f"{split}-"), out / paired_table_name(split), backup=False)
+        write_csv(out / split_table_name(split), part)
+        write_csv(out / paired_table_name(split), pair_table(part, "random", seed + i, id_prefix=f"{split}-"))
     console.print(f"naive random (row-level) split of {config.data.dataset_root} written to {out}")
 
 
 def prepare_data(specs: list[RunSpec], console: Console) -> None:
     """Generate / split / pair what the runs need, once per dataset, before the first run."""
     from fume.data.layout import SPLITS, paired_table_name
-    from fume.training.quickstart import prepare_synthetic_dataset
+    from fume.workflows.quickstart import prepare_synthetic_dataset
 
     done: set[tuple[str, str]] = set()
     for spec in specs:
@@ -174,8 +174,8 @@ def train_and_evaluate(spec: RunSpec, run_dir: Path, console: Console) -> dict[s
     """fume train, then fume evaluate --save-masks on the test split into RUN_DIR/test."""
     import torch
 
-    from fume.evaluation.evaluate import evaluate_checkpoint
-    from fume.training.train import train
+    from fume.workflows.evaluate import evaluate_checkpoint
+    from fume.workflows.train import train
 
     result = train(spec.config, run_dir=run_dir, console=console)
     checkpoint = result.best_checkpoint or result.last_checkpoint
@@ -195,7 +195,7 @@ def train_and_evaluate(spec: RunSpec, run_dir: Path, console: Console) -> dict[s
 
 def measure_complexity(config: FumeConfig, settings: ComplexitySettings) -> dict[str, Any]:
     from fume.models.complexity import count_macs, count_parameters, measure_latency
-    from fume.training.checkpoint import build_model
+    from fume.models.checkpoint import build_model
 
     model = build_model(config.model).eval()
     size = tuple(settings.size)
@@ -247,7 +247,7 @@ def result_row(spec: RunSpec, run_dir: Path, out: Path, status: str, error: str 
 def write_results(rows: list[dict[str, Any]], out: Path) -> Path:
     """Merge `rows` into OUT/results.csv (a row per grid x variant x seed; new rows replace old
     ones of the same key) and write it atomically."""
-    from fume.data.layout import write_csv_atomic
+    from fume.io import write_csv
 
     path = out / RESULTS_FILE
     new = pd.DataFrame(rows)
@@ -259,7 +259,7 @@ def write_results(rows: list[dict[str, Any]], out: Path) -> Path:
     base = result_columns()
     extra_metrics = [c for c in new.columns if c not in base]
     columns = META_COLUMNS + metric_keys() + extra_metrics + EXTRA_COLUMNS
-    write_csv_atomic(new.reindex(columns=columns), path, backup=False)
+    write_csv(path, new.reindex(columns=columns))
     return path
 
 
@@ -299,23 +299,9 @@ def plan(
 
 
 def environment(preset_name: str | None) -> dict[str, Any]:
-    import torch
+    import torch  # noqa: F401  (imported so machine_info reports its version and threads)
 
-    cpu = platform.processor() or platform.machine()
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.is_file():
-        names = [line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines() if line.startswith("model name")]
-        cpu = names[0] if names else cpu
-    return {
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "cpu": cpu,
-        "cpu_count": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-        "preset": preset_name,
-    }
+    return {**machine_info(), "preset": preset_name}
 
 
 def _record_invocation(out: Path, info: dict[str, Any]) -> None:
@@ -323,7 +309,7 @@ def _record_invocation(out: Path, info: dict[str, Any]) -> None:
     data = _read_json(path) or {}
     data.update({k: v for k, v in info.items() if k != "invocation"})
     data.setdefault("invocations", []).append(info["invocation"])
-    atomic_write_text(path, json.dumps(data, indent=2) + "\n")
+    write_text(path, json.dumps(data, indent=2) + "\n")
 
 
 def run_experiments(
@@ -397,7 +383,7 @@ def _run_all(
             info.update(complexity_cache[model_key])
             info.update({"config_hash": digest, "grid": spec.grid.name, "variant": spec.variant.name, "seed": spec.seed,
                          "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
-            atomic_write_text(run_dir / RUN_INFO_FILE, json.dumps(info, indent=2, default=str) + "\n")
+            write_text(run_dir / RUN_INFO_FILE, json.dumps(info, indent=2, default=str) + "\n")
         except Exception as err:  # one failed run must not cost the others; KeyboardInterrupt still stops
             message = f"{type(err).__name__}: {err}".splitlines()[0][:500]
             console.print(f"[red]{prefix} failed:[/] {message}")

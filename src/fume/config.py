@@ -2,22 +2,22 @@
 overrides (`training.batch_size=4 data.image_size=[320,256]`, values parsed as YAML).
 
 Unknown keys and wrong types are errors that name the key and what is allowed, so a typo
-never silently falls back to a default.
+never silently falls back to a default. The configs and experiment grids FUME ships are package
+data (`fume/configs/`), found by name as well as by path.
 """
 
 from __future__ import annotations
 
-import os
-import tempfile
+import math
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from fume.data.labels import LabelConfig
-from fume.data.transforms import AugmentationConfig
-from fume.errors import ConfigError
+from fume.contract import GASES, size_problem
+from fume.errors import ConfigError, DataError
+from fume.io import write_text
 
 # Metrics a run can monitor for early stopping and best.ckpt (logged as val/<name>).
 MonitorMetric = Literal["balanced_accuracy", "miou", "joint_score", "macro_f1", "accuracy", "loss"]
@@ -25,6 +25,83 @@ MonitorMetric = Literal["balanced_accuracy", "miou", "joint_score", "macro_f1", 
 
 class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class LabelConfig(BaseModel):
+    """Health classes and how a pH level maps to one (paper, Table 2, by default)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    class_names: list[str] = Field(default_factory=lambda: ["Healthy", "Transitional", "Acidotic"])
+    ph_to_class: dict[float, int] = Field(
+        default_factory=lambda: {6.5: 0, 6.2: 0, 5.9: 1, 5.6: 2, 5.3: 2, 5.0: 2}
+    )
+    gases: tuple[str, ...] = GASES
+
+    @field_validator("class_names")
+    @classmethod
+    def _unique_names(cls, names: list[str]) -> list[str]:
+        if len(names) < 2 or len(set(names)) != len(names):
+            raise ValueError(f"class_names must hold at least two distinct names, got {names}")
+        return names
+
+    @model_validator(mode="after")
+    def _classes_in_range(self) -> LabelConfig:
+        bad = {ph: c for ph, c in self.ph_to_class.items() if not 0 <= c < len(self.class_names)}
+        if bad:
+            raise ValueError(f"ph_to_class maps to class ids outside 0..{len(self.class_names) - 1}: {bad}")
+        return self
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    @property
+    def ph_levels(self) -> list[float]:
+        return sorted(self.ph_to_class, reverse=True)
+
+    def class_of_ph(self, ph: float) -> int:
+        """Class id of a pH level; pH values are compared to 0.01 so CSV round-off does not matter."""
+        for level, class_id in self.ph_to_class.items():
+            if math.isclose(float(ph), level, abs_tol=1e-2):
+                return class_id
+        raise DataError(f"pH {ph} is not one of the configured pH levels {self.ph_levels}")
+
+    def class_id(self, name: str) -> int:
+        try:
+            return self.class_names.index(name)
+        except ValueError:
+            raise DataError(f"unknown class name {name!r}; expected one of {self.class_names}") from None
+
+    def phs_of_class(self, class_id: int) -> list[float]:
+        return [ph for ph in self.ph_levels if self.ph_to_class[ph] == class_id]
+
+
+class AugmentationConfig(BaseModel):
+    """Probabilities and ranges; the defaults are the seed's. Set a probability to 0 to disable."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    horizontal_flip_p: float = Field(0.5, ge=0, le=1)
+    rotate_limit: float = Field(15.0, ge=0, le=180, description="degrees, +-")
+    rotate_p: float = Field(0.5, ge=0, le=1)
+    # The seed's ShiftScaleRotate(0.1, 0.15, 15); Affine is its albumentations 2.x replacement.
+    shift_limit: float = Field(0.1, ge=0, le=1, description="fraction of the image side, +-")
+    scale_limit: float = Field(0.15, ge=0, lt=1, description="relative, +-")
+    affine_rotate_limit: float = Field(15.0, ge=0, le=180)
+    affine_p: float = Field(0.5, ge=0, le=1)
+    brightness_limit: float = Field(0.2, ge=0, le=1)
+    contrast_limit: float = Field(0.2, ge=0, le=1)
+    brightness_contrast_p: float = Field(0.5, ge=0, le=1)
+    # The seed gives the noise as a variance in 8-bit units (10..50); albumentations 2.x takes the
+    # standard deviation as a fraction of 255, so it is converted in build_augmentation.
+    noise_var_limit: tuple[float, float] = (10.0, 50.0)
+    noise_p: float = Field(0.3, ge=0, le=1)
+    blur_limit: tuple[int, int] = (3, 7)
+    blur_p: float = Field(0.3, ge=0, le=1)
+    gamma_limit: tuple[float, float] = (80.0, 120.0)
+    gamma_p: float = Field(0.3, ge=0, le=1)
+    border_mode: Literal["reflect", "replicate", "constant"] = "reflect"
 
 
 class ExperimentConfig(Section):
@@ -86,11 +163,10 @@ class DataConfig(Section):
 
     @field_validator("image_size")
     @classmethod
-    def _multiple_of_32(cls, size: tuple[int, int]) -> tuple[int, int]:
-        w, h = size
-        if w <= 0 or h <= 0 or w % 32 or h % 32:
-            near = [max(32, round(v / 32) * 32) for v in size]
-            raise ValueError(f"must be [W, H], both positive multiples of 32 (the models downsample by 32); got [{w}, {h}], nearest allowed {near}")
+    def _model_input_size(cls, size: tuple[int, int]) -> tuple[int, int]:
+        problem = size_problem(*size)
+        if problem:
+            raise ValueError(f"must be [W, H]; got [{size[0]}, {size[1]}]: {problem}")
         return size
 
     @property
@@ -358,25 +434,11 @@ def resolve_paths(config: FumeConfig, base: str | Path | None = None) -> FumeCon
     return config.model_copy(update={"data": data, "experiment": experiment})
 
 
-def atomic_write_text(path: str | Path, text: str) -> None:
-    """Write to a temporary file beside `path`, then rename: readers never see half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def dump_config(config: FumeConfig) -> str:
     return yaml.safe_dump(config.to_dict(), sort_keys=False, default_flow_style=None)
 
 
 def save_config(config: FumeConfig, path: str | Path) -> Path:
     """Write the resolved configuration as YAML (atomically)."""
-    atomic_write_text(path, dump_config(config))
+    write_text(path, dump_config(config))
     return Path(path)

@@ -1,14 +1,17 @@
-"""Reading frames and masks. A file that cannot be read raises DataError naming it; nothing is
-silently replaced by a blank image."""
+"""Frames and masks: reading them (a file that cannot be read raises DataError naming it; nothing
+is silently replaced by a blank image) and turning a frame into the model's input. Training,
+evaluation, prediction and export calibration all prepare frames here, so they cannot drift apart."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
+import cv2
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from fume.contract import MASK_VALUES
 from fume.errors import DataError
 
 # PIL modes that hold 8-bit values, and what they become as gray.
@@ -61,3 +64,36 @@ def image_size(path: str | os.PathLike) -> tuple[int, int]:
             return image.size
     except (OSError, UnidentifiedImageError) as err:
         raise DataError(f"cannot read image {path}: {err}") from None
+
+
+def load_labelled_frame(frame_path: str | os.PathLike, mask_path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
+    """A frame and its mask, checked to have the same size and only the values 0, 1, 2."""
+    frame, mask = load_frame(frame_path), load_mask(mask_path)
+    if frame.shape != mask.shape:
+        raise DataError(f"frame {frame_path} is {frame.shape[::-1]} (W, H) but its mask {mask_path} is {mask.shape[::-1]}")
+    values = np.unique(mask)
+    if not set(values.tolist()) <= MASK_VALUES:
+        raise DataError(f"mask {mask_path} holds values {values.tolist()}; expected only 0 (background), 1 (tube), 2 (gas)")
+    return frame, mask
+
+
+def resize_frame(frame: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """A uint8 (H, W) frame at the model's size (W, H), by area interpolation (no aliasing when shrinking)."""
+    size = (int(size[0]), int(size[1]))
+    return frame if frame.shape[::-1] == size else cv2.resize(frame, size, interpolation=cv2.INTER_AREA)
+
+
+def resize_mask(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Labels at size (W, H) by nearest neighbour (no invented classes at boundaries)."""
+    size = (int(size[0]), int(size[1]))
+    return mask if mask.shape[::-1] == size else cv2.resize(mask, size, interpolation=cv2.INTER_NEAREST)
+
+
+def frame_to_input(frame: np.ndarray) -> np.ndarray:
+    """uint8 (H, W) -> float32 (H, W) in [0, 1], the models' input range."""
+    return frame.astype(np.float32) / 255.0
+
+
+def prepare_frame(frame: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """uint8 (H, W) frame -> the model's float32 input at size (W, H)."""
+    return frame_to_input(resize_frame(frame, size))

@@ -13,7 +13,7 @@ from pathlib import Path
 from rich.console import Console
 
 from fume.errors import ConfigError
-from fume.training.config import FumeConfig, load_config, resolve_paths
+from fume.config import FumeConfig, load_config, resolve_paths
 
 QUICKSTART_CONFIG = Path(__file__).resolve().parents[3] / "configs" / "quickstart.yaml"
 
@@ -48,9 +48,9 @@ def prepare_synthetic_dataset(config: FumeConfig, console: Console) -> None:
 
 def quickstart(out: str | Path = "outputs/quickstart", config_path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = (), console: Console | None = None):
     """Run the pipeline and print the test metrics; returns the EvaluationResult."""
-    from fume.evaluation.evaluate import evaluate_checkpoint
+    from fume.workflows.evaluate import evaluate_checkpoint
     from fume.training.callbacks import metrics_table
-    from fume.training.train import train
+    from fume.workflows.train import train
 
     console = console or Console()
     start = time.perf_counter()

@@ -1,0 +1,172 @@
+"""The evaluation engine: run one or more Predictors over a paired table, score them against the
+ground truth at the frames' native resolution, and return one record per pair.
+
+The predictions come from fume.inference's one path (frames resized to the model as in training,
+logits resized back bilinearly, argmax), so `fume evaluate`, `fume predict` on the same table and
+export's fp32 / int8 check see the same probabilities and masks. Frames and masks are read once
+per pair and shared by every predictor; the next batch is read while the current one runs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from fume.contract import GASES, NUM_SEG_CLASSES, probability_columns
+from fume.data.frames import load_labelled_frame
+from fume.evaluation.metrics import METRIC_KEYS, ClassificationMetrics, SegmentationMetrics, joint_score
+from fume.inference.predictor import PairPrediction, Predictor
+
+# Columns of the paired table that a record of a pair repeats.
+PAIR_COLUMNS = ["sample_id", "co2_frame", "co2_mask", "ch4_frame", "ch4_mask", "class_id"]
+
+
+@dataclass
+class LoadedPair:
+    """One row of a paired table with its frames and native ground-truth masks (None for an absent gas)."""
+
+    row: dict[str, Any]
+    frames: dict[str, np.ndarray | None]
+    masks: dict[str, np.ndarray | None]
+
+
+@dataclass
+class Evaluation:
+    """Metrics (every METRIC_KEYS key, null where undefined) and one record per pair."""
+
+    metrics: dict[str, Any]
+    records: list[dict[str, Any]] = field(default_factory=list)
+
+
+def load_pair(row: dict[str, Any], root: Path) -> LoadedPair:
+    frames: dict[str, np.ndarray | None] = {}
+    masks: dict[str, np.ndarray | None] = {}
+    for gas in GASES:
+        if row[f"{gas}_frame"]:
+            frames[gas], masks[gas] = load_labelled_frame(root / row[f"{gas}_frame"], root / row[f"{gas}_mask"])
+        else:
+            frames[gas] = masks[gas] = None
+    return LoadedPair(row, frames, masks)
+
+
+def iter_loaded(table: pd.DataFrame, root: str | Path, batch_size: int) -> Iterator[list[LoadedPair]]:
+    """Batches of loaded pairs; a worker thread reads the next batch while the caller runs this one."""
+    rows = table.to_dict("records")
+    chunks = [rows[i : i + batch_size] for i in range(0, len(rows), batch_size)]
+    root = Path(root)
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="fume-read") as pool:
+        pending = pool.submit(lambda c: [load_pair(r, root) for r in c], chunks[0]) if chunks else None
+        for i in range(len(chunks)):
+            batch = pending.result()
+            pending = pool.submit(lambda c: [load_pair(r, root) for r in c], chunks[i + 1]) if i + 1 < len(chunks) else None
+            yield batch
+
+
+class Scorer:
+    """Segmentation metrics (per gas and pooled, with boundary distances) and classification metrics
+    of a stream of predictions against their ground truth."""
+
+    def __init__(self, class_names: list[str], boundary: bool = True) -> None:
+        self.class_names = list(class_names)
+        self.seg = SegmentationMetrics(num_classes=NUM_SEG_CLASSES, boundary=boundary)
+        self.cls = ClassificationMetrics(num_classes=len(class_names), class_names=class_names)
+        self.has_seg = self.has_cls = False
+        self.count = 0
+
+    def add(self, pair: LoadedPair, prediction: PairPrediction) -> None:
+        self.count += 1
+        if prediction.probabilities is not None:
+            self.cls.update(torch.from_numpy(prediction.probabilities[None]), torch.tensor([int(pair.row["class_id"])]))
+            self.has_cls = True
+        for gas in GASES:
+            predicted, truth = prediction.gases[gas].mask, pair.masks[gas]
+            if predicted is None or truth is None:
+                continue
+            self.seg.update(torch.from_numpy(predicted.astype(np.int64))[None], torch.from_numpy(truth.astype(np.int64))[None], gas)
+            self.has_seg = True
+
+    def compute(self) -> dict[str, Any]:
+        metrics: dict[str, Any] = {key: None for key in METRIC_KEYS}
+        if self.has_seg:
+            metrics.update(self.seg.compute())
+        if self.has_cls:
+            metrics.update(self.cls.compute())
+        if self.has_seg and self.has_cls:
+            metrics["joint_score"] = joint_score(metrics["miou"], metrics["balanced_accuracy"])
+        metrics["num_samples"] = self.count
+        return metrics
+
+
+def record_of(pair: LoadedPair, prediction: PairPrediction, class_names: list[str]) -> dict[str, Any]:
+    """The predictions.csv row of a pair: its table columns, the predicted class and probabilities."""
+    record = {column: pair.row[column] for column in PAIR_COLUMNS}
+    record["class_id"] = int(record["class_id"])
+    if prediction.probabilities is not None:
+        record["pred_class_id"] = prediction.class_id
+        record.update({c: float(p) for c, p in zip(probability_columns(class_names), prediction.probabilities)})
+    return record
+
+
+def evaluate_predictors(
+    predictors: dict[str, Predictor],
+    table: pd.DataFrame,
+    root: str | Path,
+    batch_size: int = 8,
+    boundary: bool = True,
+    on_pair: Callable[[str, LoadedPair, PairPrediction], None] | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> dict[str, Evaluation]:
+    """Score each predictor on every pair of `table` (a paired table, paths relative to `root`).
+
+    With several predictors, each one's metrics also say how often it agrees with the first
+    (`same_class_as_<first>`, `same_pixel_as_<first>`). `on_pair(name, pair, prediction)` sees every
+    prediction (to save masks or pick figures); `progress(n)` follows each batch of n pairs.
+    """
+    if not predictors:
+        raise ValueError("evaluate_predictors needs at least one predictor")
+    first = next(iter(predictors))
+    names = list(next(iter(predictors.values())).label_config.class_names)
+    scorers = {name: Scorer(names, boundary) for name in predictors}
+    records: dict[str, list[dict[str, Any]]] = {name: [] for name in predictors}
+    agree = {name: np.zeros(4, np.int64) for name in predictors}  # same class, pairs, same pixels, pixels
+    for batch in iter_loaded(table, root, batch_size):
+        inputs = [(p.frames["co2"], p.frames["ch4"], str(p.row["sample_id"])) for p in batch]
+        reference: list[PairPrediction] | None = None
+        for name, predictor in predictors.items():
+            predictions = predictor.predict_batch(inputs)
+            reference = reference or predictions
+            for pair, prediction, ref in zip(batch, predictions, reference):
+                scorers[name].add(pair, prediction)
+                records[name].append(record_of(pair, prediction, names))
+                _count_agreement(agree[name], prediction, ref)
+                if on_pair is not None:
+                    on_pair(name, pair, prediction)
+        if progress is not None:
+            progress(len(batch))
+    results = {}
+    for name in predictors:
+        metrics = scorers[name].compute()
+        if len(predictors) > 1:
+            same = agree[name]
+            if scorers[name].has_cls:
+                metrics[f"same_class_as_{first}"] = float(same[0] / max(1, same[1]))
+            if scorers[name].has_seg:
+                metrics[f"same_pixel_as_{first}"] = float(same[2] / max(1, same[3]))
+        results[name] = Evaluation(metrics, records[name])
+    return results
+
+
+def _count_agreement(counts: np.ndarray, prediction: PairPrediction, reference: PairPrediction) -> None:
+    if prediction.probabilities is not None and reference.probabilities is not None:
+        counts[:2] += (prediction.class_id == reference.class_id, 1)
+    for gas in GASES:
+        mine, theirs = prediction.gases[gas].mask, reference.gases[gas].mask
+        if mine is not None and theirs is not None:
+            counts[2:] += (int((mine == theirs).sum()), mine.size)

@@ -1,0 +1,206 @@
+"""Every file FUME writes goes through here: written under a temporary name beside its target,
+then renamed, so a reader (or a crash) never sees half a file; with the permissions an ordinary
+write would give (the umask decides, not the temporary file's 0600); and with Ctrl-C / SIGTERM
+held back until the rename is done, so an interrupted run stops after the write, not inside it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import signal
+import tempfile
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+DEFERRED_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+_deferral = threading.local()
+
+
+@contextmanager
+def signals_deferred() -> Iterator[None]:
+    """SIGINT and SIGTERM that arrive inside the block are held and delivered, in order, when the
+    outermost such block ends. Outside the main thread (where Python handles no signals) it does nothing."""
+    if threading.current_thread() is not threading.main_thread() or getattr(_deferral, "pending", None) is not None:
+        yield
+        return
+    pending: list[int] = []
+    _deferral.pending = pending
+    previous = {sig: signal.signal(sig, lambda signum, _frame: pending.append(signum)) for sig in DEFERRED_SIGNALS}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        _deferral.pending = None
+        for signum in pending:
+            signal.raise_signal(signum)  # the restored handler runs now (KeyboardInterrupt for SIGINT)
+
+
+def _permissions() -> int:
+    """Mode of a newly created file under the current umask (os.umask only reads by setting)."""
+    umask = os.umask(0o022)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+@contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """A temporary path beside `path` (same suffix, so writers that choose the format by extension
+    still work) to write to; it becomes `path` when the block succeeds and is removed if it fails."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with signals_deferred():
+        fd, name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=path.parent)
+        os.close(fd)
+        tmp = Path(name)
+        try:
+            yield tmp
+            os.chmod(tmp, _permissions())
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
+
+
+def write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+    return Path(path)
+
+
+def write_text(path: str | os.PathLike, text: str) -> Path:
+    return write_bytes(path, text.encode("utf-8"))
+
+
+def jsonable(value: Any) -> Any:
+    """NaN/inf -> None and numpy / torch values -> Python, so json.dumps writes valid JSON."""
+    if isinstance(value, dict):
+        return {k: jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v) for v in value]
+    if isinstance(value, Path):
+        return str(value)
+    if hasattr(value, "tolist") and hasattr(value, "ndim"):  # numpy arrays and scalars, torch tensors
+        return jsonable(value.item() if value.ndim == 0 else value.tolist())
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def write_json(path: str | os.PathLike, data: Any) -> Path:
+    return write_text(path, json.dumps(jsonable(data), indent=2) + "\n")
+
+
+def write_csv(path: str | os.PathLike, table: Any, backup: bool = False) -> Path | None:
+    """A pandas DataFrame as CSV without its index. With `backup`, an existing file is first kept
+    as `<name>.bak` (`.bak1`, `.bak2`, ... when that exists); returns the backup path, if any."""
+    path = Path(path)
+    kept = None
+    if backup and path.exists():
+        kept = path.with_name(path.name + ".bak")
+        n = 0
+        while kept.exists():
+            n += 1
+            kept = path.with_name(f"{path.name}.bak{n}")
+        shutil.copy2(path, kept)  # the old table stays in place until the new one is complete
+    with atomic_path(path) as tmp:
+        table.to_csv(tmp, index=False)
+    return kept
+
+
+def write_png(path: str | os.PathLike, image: np.ndarray) -> Path:
+    """An 8-bit gray or BGR image as PNG (encoded first, so an encoder error writes nothing)."""
+    import cv2
+
+    ok, data = cv2.imencode(".png", image)
+    if not ok:
+        raise OSError(f"could not encode {path} as PNG (array of shape {image.shape}, dtype {image.dtype})")
+    return write_bytes(path, data.tobytes())
+
+
+def write_with(path: str | os.PathLike, writer: Callable[[Path], Any]) -> Path:
+    """Any library's own writer (np.savez, fig.savefig, onnx.save, torch.save), atomically: `writer`
+    is called with the temporary path."""
+    with atomic_path(path) as tmp:
+        writer(tmp)
+    return Path(path)
+
+
+@contextmanager
+def staged_dir(out: str | os.PathLike) -> Iterator[Path]:
+    """A hidden folder inside `out` to write many files into; they move to the same places under
+    `out` when the block succeeds (nothing under `out` changes when it fails)."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".fume-partial-", dir=out))
+    try:
+        yield staging
+        with signals_deferred():
+            for path in sorted(p for p in staging.rglob("*") if p.is_file()):
+                target = out / path.relative_to(staging)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                os.chmod(path, _permissions())
+                os.replace(path, target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+class VideoWriter:
+    """H.264 (or MPEG-4 where the PyAV build lacks x264) through PyAV, from BGR frames, written
+    under a temporary name and renamed by close(); abort() discards it."""
+
+    def __init__(self, path: str | os.PathLike, fps: float) -> None:
+        import av
+
+        self.av = av
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(prefix=f".{self.path.stem}.", suffix=f".tmp{self.path.suffix}", dir=self.path.parent)
+        os.close(fd)
+        self.tmp = Path(name)
+        self.container = av.open(str(self.tmp), mode="w", format="mp4")
+        codec = "libx264" if "libx264" in av.codecs_available else "mpeg4"
+        self.stream = self.container.add_stream(codec, rate=Fraction(fps).limit_denominator(1001))
+        self.stream.pix_fmt = "yuv420p"
+        if codec == "libx264":
+            self.stream.options = {"crf": "23", "preset": "veryfast"}
+        self.size: tuple[int, int] | None = None
+
+    def write(self, bgr: np.ndarray) -> None:
+        h, w = bgr.shape[:2]
+        if self.size is None:
+            self.size = (w + w % 2, h + h % 2)  # yuv420p needs even sides
+            self.stream.width, self.stream.height = self.size
+        padded = np.zeros((self.size[1], self.size[0], 3), np.uint8)
+        padded[: min(h, self.size[1]), : min(w, self.size[0])] = bgr[: self.size[1], : self.size[0]]
+        frame = self.av.VideoFrame.from_ndarray(padded, format="bgr24")
+        for packet in self.stream.encode(frame):
+            self.container.mux(packet)
+
+    def close(self) -> Path:
+        with signals_deferred():
+            for packet in self.stream.encode():
+                self.container.mux(packet)
+            self.container.close()
+            os.chmod(self.tmp, _permissions())
+            os.replace(self.tmp, self.path)
+        return self.path
+
+    def abort(self) -> None:
+        """Close after a failure and delete the half-written file."""
+        try:
+            self.container.close()
+        except Exception:  # nothing was encoded: the container may refuse to finalise
+            pass
+        self.tmp.unlink(missing_ok=True)
