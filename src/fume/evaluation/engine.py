@@ -1,16 +1,15 @@
 """The evaluation engine: run one or more Predictors over a paired table, score them against the
 ground truth at the frames' native resolution, and return one record per pair.
 
-The predictions come from fume.inference's one path (frames resized to the model as in training,
-logits resized back bilinearly, argmax), so `fume evaluate`, `fume predict` on the same table and
-export's fp32 / int8 check see the same probabilities and masks. Frames and masks are read once
-per pair and shared by every predictor; the next batch is read while the current one runs.
+The predictions come from fume.inference's one path (fume.inference.engine: frames resized to the
+model as in training, logits resized back bilinearly, argmax), so `fume evaluate`, `fume predict` on
+the same table and export's fp32 / int8 check see the same probabilities and masks. Frames and
+masks are read once per pair and shared by every predictor.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,21 +19,12 @@ import pandas as pd
 import torch
 
 from fume.contract import GASES, NUM_SEG_CLASSES, probability_columns
-from fume.data.frames import load_labelled_frame
 from fume.evaluation.metrics import METRIC_KEYS, ClassificationMetrics, SegmentationMetrics, joint_score
+from fume.inference.engine import LoadedPair, load_batches, pairs_from_table, predict_loaded
 from fume.inference.predictor import PairPrediction, Predictor
 
 # Columns of the paired table that a record of a pair repeats.
 PAIR_COLUMNS = ["sample_id", "co2_frame", "co2_mask", "ch4_frame", "ch4_mask", "class_id"]
-
-
-@dataclass
-class LoadedPair:
-    """One row of a paired table with its frames and native ground-truth masks (None for an absent gas)."""
-
-    row: dict[str, Any]
-    frames: dict[str, np.ndarray | None]
-    masks: dict[str, np.ndarray | None]
 
 
 @dataclass
@@ -43,30 +33,6 @@ class Evaluation:
 
     metrics: dict[str, Any]
     records: list[dict[str, Any]] = field(default_factory=list)
-
-
-def load_pair(row: dict[str, Any], root: Path) -> LoadedPair:
-    frames: dict[str, np.ndarray | None] = {}
-    masks: dict[str, np.ndarray | None] = {}
-    for gas in GASES:
-        if row[f"{gas}_frame"]:
-            frames[gas], masks[gas] = load_labelled_frame(root / row[f"{gas}_frame"], root / row[f"{gas}_mask"])
-        else:
-            frames[gas] = masks[gas] = None
-    return LoadedPair(row, frames, masks)
-
-
-def iter_loaded(table: pd.DataFrame, root: str | Path, batch_size: int) -> Iterator[list[LoadedPair]]:
-    """Batches of loaded pairs; a worker thread reads the next batch while the caller runs this one."""
-    rows = table.to_dict("records")
-    chunks = [rows[i : i + batch_size] for i in range(0, len(rows), batch_size)]
-    root = Path(root)
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="fume-read") as pool:
-        pending = pool.submit(lambda c: [load_pair(r, root) for r in c], chunks[0]) if chunks else None
-        for i in range(len(chunks)):
-            batch = pending.result()
-            pending = pool.submit(lambda c: [load_pair(r, root) for r in c], chunks[i + 1]) if i + 1 < len(chunks) else None
-            yield batch
 
 
 class Scorer:
@@ -83,7 +49,7 @@ class Scorer:
     def add(self, pair: LoadedPair, prediction: PairPrediction) -> None:
         self.count += 1
         if prediction.probabilities is not None:
-            self.cls.update(torch.from_numpy(prediction.probabilities[None]), torch.tensor([int(pair.row["class_id"])]))
+            self.cls.update(torch.from_numpy(prediction.probabilities[None]), torch.tensor([pair.pair.class_id]))
             self.has_cls = True
         for gas in GASES:
             predicted, truth = prediction.gases[gas].mask, pair.masks[gas]
@@ -106,7 +72,7 @@ class Scorer:
 
 def record_of(pair: LoadedPair, prediction: PairPrediction, class_names: list[str]) -> dict[str, Any]:
     """The predictions.csv row of a pair: its table columns, the predicted class and probabilities."""
-    record = {column: pair.row[column] for column in PAIR_COLUMNS}
+    record = {column: pair.pair.row[column] for column in PAIR_COLUMNS}
     record["class_id"] = int(record["class_id"])
     if prediction.probabilities is not None:
         record["pred_class_id"] = prediction.class_id
@@ -136,11 +102,10 @@ def evaluate_predictors(
     scorers = {name: Scorer(names, boundary) for name in predictors}
     records: dict[str, list[dict[str, Any]]] = {name: [] for name in predictors}
     agree = {name: np.zeros(4, np.int64) for name in predictors}  # same class, pairs, same pixels, pixels
-    for batch in iter_loaded(table, root, batch_size):
-        inputs = [(p.frames["co2"], p.frames["ch4"], str(p.row["sample_id"])) for p in batch]
+    for batch in load_batches(pairs_from_table(table, root), batch_size, with_masks=True):
         reference: list[PairPrediction] | None = None
         for name, predictor in predictors.items():
-            predictions = predictor.predict_batch(inputs)
+            predictions = predict_loaded(predictor, batch)
             reference = reference or predictions
             for pair, prediction, ref in zip(batch, predictions, reference):
                 scorers[name].add(pair, prediction)

@@ -23,18 +23,11 @@ from fume.contract import GASES, key_name
 from fume.errors import DataError
 from fume.inference.overlay import overlay
 from fume.io import staged_dir, write_csv, write_json, write_png
-from fume.inference.predictor import PairPrediction, Predictor, batched, default_sample_id
+from fume.inference.engine import PairInput, load_batches, pairs_from_table, predict_loaded
+from fume.inference.predictor import PairPrediction, Predictor, default_sample_id
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp"}
 _GAS_TOKEN = re.compile(r"(?i)(?:^|(?<=[_\-. ]))(co2|ch4)(?=[_\-. ]|$)")
-
-
-@dataclass
-class PairInput:
-    sample_id: str
-    co2: Path | None
-    ch4: Path | None
-    class_id: int | None = None  # the true class, when a paired CSV gives it
 
 
 def safe_name(text: str) -> str:
@@ -98,15 +91,7 @@ def pairs_from_csv(table: str | os.PathLike, root: str | os.PathLike | None = No
     if not table.is_file():
         raise DataError(f"paired table not found: {table}")
     root = Path(root) if root is not None else table.parent
-    frame = read_paired_table(table)
-    pairs = []
-    for row in frame.itertuples(index=False):
-        co2 = root / row.co2_frame if row.co2_frame else None
-        ch4 = root / row.ch4_frame if row.ch4_frame else None
-        if co2 is None and ch4 is None:
-            raise DataError(f"{table}: sample {row.sample_id!r} has neither a CO2 nor a CH4 frame")
-        pairs.append(PairInput(str(row.sample_id), co2, ch4, int(row.class_id)))
-    return unique_ids(pairs)
+    return unique_ids(pairs_from_table(read_paired_table(table), root, source=str(table)))
 
 
 def collect_pairs(source: str | os.PathLike, root: str | os.PathLike | None = None) -> list[PairInput]:
@@ -195,12 +180,11 @@ def predict_pairs(
     out = Path(out)
     rows = []
     with staged_dir(out) as staging:
-        for chunk in batched(pairs, max(1, batch_size)):
-            preds = predictor.predict_batch([(p.co2, p.ch4, p.sample_id) for p in chunk])
-            for pair, pred in zip(chunk, preds):
-                rows.append(csv_row(pair, pred, write_pair_outputs(pred, staging, overlays, save_masks)))
+        for batch in load_batches(pairs, batch_size):
+            for loaded, pred in zip(batch, predict_loaded(predictor, batch)):
+                rows.append(csv_row(loaded.pair, pred, write_pair_outputs(pred, staging, overlays, save_masks)))
             if progress is not None:
-                progress(len(chunk))
+                progress(len(batch))
         write_csv(staging / "predictions.csv", pd.DataFrame(rows))
     return BatchResult(out, out / "predictions.csv", rows)
 

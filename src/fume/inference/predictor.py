@@ -14,7 +14,7 @@ their backend through a Predictor.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Union
@@ -190,9 +190,13 @@ class Predictor:
         """One pair; either frame may be None (that gas is then absent from the modality mask)."""
         return self.predict_batch([(co2, ch4, sample_id)])[0]
 
-    def predict_batch(self, pairs: Sequence[tuple[FrameInput, FrameInput, str | None]]) -> list[PairPrediction]:
-        """Several pairs in one forward pass (the ONNX model has a dynamic batch dimension)."""
-        loaded = [self._load_pair(co2, ch4, sample_id, i) for i, (co2, ch4, sample_id) in enumerate(pairs)]
+    def predict_batch(
+        self, pairs: Sequence[tuple[FrameInput, FrameInput, str | None]], sources: Sequence[tuple[str | None, str | None]] | None = None
+    ) -> list[PairPrediction]:
+        """Several pairs in one forward pass (the ONNX model has a dynamic batch dimension). `sources`
+        names the files of frames given as arrays (for results and error messages)."""
+        sources = sources or [(None, None)] * len(pairs)
+        loaded = [self._load_pair(co2, ch4, sample_id, i, src) for i, ((co2, ch4, sample_id), src) in enumerate(zip(pairs, sources))]
         width, height = self.image_size
         inputs = {g: np.zeros((len(loaded), 1, height, width), np.float32) for g in GASES}
         modality = np.zeros((len(loaded), 2), np.float32)
@@ -212,16 +216,18 @@ class Predictor:
             results.append(PairPrediction(sample_id, gases, None if probs is None else probs[i], self.label_config))
         return results
 
-    def _load_pair(self, co2: FrameInput, ch4: FrameInput, sample_id: str | None, index: int) -> tuple[str, dict[str, GasResult]]:
+    def _load_pair(
+        self, co2: FrameInput, ch4: FrameInput, sample_id: str | None, index: int, sources: tuple[str | None, str | None] = (None, None)
+    ) -> tuple[str, dict[str, GasResult]]:
         if co2 is None and ch4 is None:
             raise DataError(f"pair {sample_id or index} has neither a CO2 nor a CH4 frame; give at least one")
         gases: dict[str, GasResult] = {}
-        for gas, frame in (("co2", co2), ("ch4", ch4)):
+        for gas, frame, known_source in (("co2", co2, sources[0]), ("ch4", ch4, sources[1])):
             if frame is None:
                 gases[gas] = GasResult(present=False)
             else:
                 array, source = load_gray(frame, gas)
-                gases[gas] = GasResult(present=True, source=source, frame=array)
+                gases[gas] = GasResult(present=True, source=source or known_source, frame=array)
         if co2 is not None and ch4 is not None and gases["co2"].frame.shape != gases["ch4"].frame.shape:
             (h1, w1), (h2, w2) = gases["co2"].frame.shape, gases["ch4"].frame.shape
             raise DataError(
@@ -244,12 +250,3 @@ def default_sample_id(co2: str | None, ch4: str | None, index: int = 0) -> str:
     return f"pair{index:05d}"
 
 
-def batched(items: Iterable[Any], size: int) -> Iterable[list[Any]]:
-    chunk: list[Any] = []
-    for item in items:
-        chunk.append(item)
-        if len(chunk) == size:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk

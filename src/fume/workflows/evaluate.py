@@ -24,7 +24,8 @@ from fume.config import load_config, override_config, resolve_paths
 from fume.contract import GASES, probability_columns
 from fume.data.dataset import read_paired_table
 from fume.errors import DataError
-from fume.evaluation.engine import PAIR_COLUMNS, LoadedPair, evaluate_predictors
+from fume.evaluation.engine import PAIR_COLUMNS, evaluate_predictors
+from fume.inference.engine import LoadedPair
 from fume.inference.predictor import PairPrediction, Predictor
 from fume.io import jsonable, write_csv, write_json, write_png
 from fume.models.checkpoint import check_same_model, load_model_from_checkpoint
@@ -134,11 +135,11 @@ class QualitativePicker:
         self.by_class: dict[int, list[dict[str, Any]]] = {}
 
     def offer(self, pair: LoadedPair, prediction: PairPrediction) -> None:
-        true_class = int(pair.row["class_id"])
+        true_class = int(pair.pair.class_id)
         picked = self.by_class.setdefault(true_class, [])
         if len(picked) >= self.per_class:
             return
-        row = {"sample_id": str(pair.row["sample_id"]), "true_class": true_class, "pred_class": prediction.class_id}
+        row = {"sample_id": pair.pair.sample_id, "true_class": true_class, "pred_class": prediction.class_id}
         for gas in GASES:
             row[f"{gas}_frame"], row[f"{gas}_mask"] = pair.frames[gas], pair.masks[gas]
             row[f"{gas}_pred"] = prediction.gases[gas].mask
