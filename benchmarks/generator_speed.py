@@ -17,7 +17,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from fume.data.generate import generate_dataset, parse_size
+from fume.contract import parse_size
+from fume.data.generate import generate_dataset
 
 
 def time_once(frames: int, augmentations: int, size: tuple[int, int], seed: int) -> tuple[float, float, int]:
@@ -35,7 +36,7 @@ def main() -> None:
     parser.add_argument("--size", default="640x480")
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
-    size = parse_size(args.size)
+    size = parse_size(args.size, model_input=False)
     print(f"generator speed, {args.frames} frames of {size[0]}x{size[1]}, median of {args.repeats} runs")
     for label, augmentations in (("default layout (20 copies/original)", 20), ("originals only", 0)):
         runs = [time_once(args.frames, augmentations, size, seed) for seed in range(args.repeats)]

@@ -1,7 +1,8 @@
 """Every file FUME writes goes through here: written under a temporary name beside its target,
 then renamed, so a reader (or a crash) never sees half a file; with the permissions an ordinary
-write would give (the umask decides, not the temporary file's 0600); and with Ctrl-C / SIGTERM
-held back until the rename is done, so an interrupted run stops after the write, not inside it.
+write would give (an existing file keeps its mode, a new one gets the umask's, not the temporary
+file's 0600); and with Ctrl-C / SIGTERM held back until the rename is done, so an interrupted
+run stops after the write, not inside it.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import math
 import os
 import shutil
 import signal
+import stat
 import tempfile
 import threading
 from collections.abc import Callable, Iterator
@@ -34,19 +36,29 @@ def signals_deferred() -> Iterator[None]:
         return
     pending: list[int] = []
     _deferral.pending = pending
-    previous = {sig: signal.signal(sig, lambda signum, _frame: pending.append(signum)) for sig in DEFERRED_SIGNALS}
+    # A handler installed outside Python (getsignal() is None) could not be put back: leave it alone.
+    previous = {
+        sig: signal.signal(sig, lambda signum, _frame: pending.append(signum))
+        for sig in DEFERRED_SIGNALS if signal.getsignal(sig) is not None
+    }
     try:
         yield
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         _deferral.pending = None
-        for signum in pending:
+        for signum in dict.fromkeys(pending):  # each signal once, in the order they came
             signal.raise_signal(signum)  # the restored handler runs now (KeyboardInterrupt for SIGINT)
 
 
-def _permissions() -> int:
-    """Mode of a newly created file under the current umask (os.umask only reads by setting)."""
+def _permissions(target: Path | None = None) -> int:
+    """The mode an ordinary write to `target` gives: an existing file keeps its own, a new one gets
+    0666 less the umask (os.umask only reads by setting)."""
+    if target is not None:
+        try:
+            return stat.S_IMODE(os.stat(target).st_mode)
+        except FileNotFoundError:
+            pass
     umask = os.umask(0o022)
     os.umask(umask)
     return 0o666 & ~umask
@@ -64,7 +76,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         tmp = Path(name)
         try:
             yield tmp
-            os.chmod(tmp, _permissions())
+            os.chmod(tmp, _permissions(path))
             os.replace(tmp, path)
         finally:
             tmp.unlink(missing_ok=True)
@@ -72,10 +84,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
 
 def write_bytes(path: str | os.PathLike, data: bytes) -> Path:
     with atomic_path(path) as tmp:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
+        tmp.write_bytes(data)
     return Path(path)
 
 
@@ -119,11 +128,13 @@ def write_csv(path: str | os.PathLike, table: Any, backup: bool = False) -> Path
     return kept
 
 
-def write_png(path: str | os.PathLike, image: np.ndarray) -> Path:
-    """An 8-bit gray or BGR image as PNG (encoded first, so an encoder error writes nothing)."""
+def write_png(path: str | os.PathLike, image: np.ndarray, compression: int | None = None) -> Path:
+    """An 8-bit gray or BGR image as PNG (encoded first, so an encoder error writes nothing);
+    `compression` is zlib's level 0-9 (OpenCV's default 3 when None)."""
     import cv2
 
-    ok, data = cv2.imencode(".png", image)
+    params = [cv2.IMWRITE_PNG_COMPRESSION, compression] if compression is not None else []
+    ok, data = cv2.imencode(".png", image, params)
     if not ok:
         raise OSError(f"could not encode {path} as PNG (array of shape {image.shape}, dtype {image.dtype})")
     return write_bytes(path, data.tobytes())
@@ -150,7 +161,7 @@ def staged_dir(out: str | os.PathLike) -> Iterator[Path]:
             for path in sorted(p for p in staging.rglob("*") if p.is_file()):
                 target = out / path.relative_to(staging)
                 target.parent.mkdir(parents=True, exist_ok=True)
-                os.chmod(path, _permissions())
+                os.chmod(path, _permissions(target))
                 os.replace(path, target)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
@@ -193,7 +204,7 @@ class VideoWriter:
             for packet in self.stream.encode():
                 self.container.mux(packet)
             self.container.close()
-            os.chmod(self.tmp, _permissions())
+            os.chmod(self.tmp, _permissions(self.path))
             os.replace(self.tmp, self.path)
         return self.path
 

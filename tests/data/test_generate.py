@@ -5,13 +5,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from fume.contract import parse_size
 from fume.data.generate import (
     PlumePhysics,
     Recording,
     allocate_recordings,
     generate_dataset,
     largest_remainder,
-    parse_size,
     render_recording,
 )
 from fume.data.frames import load_frame, load_mask
@@ -105,8 +105,12 @@ def test_refuses_non_empty_output_and_bad_options(tmp_path: Path) -> None:
     assert (tmp_path / "mine.txt").read_text() == "keep me"
     with pytest.raises(ConfigError, match="class_mix"):
         generate_dataset(tmp_path / "x", class_mix=(1, 1))
-    with pytest.raises(ConfigError, match="is not WIDTHxHEIGHT"):
-        parse_size("640*480")
-    assert parse_size("320x240") == (320, 240)
+    with pytest.raises(ConfigError, match=r"size must be WIDTHxHEIGHT such as 640x480, got '640\*480'"):
+        parse_size("640*480", model_input=False)
+    assert parse_size("100x75", model_input=False) == (100, 75)  # frames may have any size
+    with pytest.raises(ConfigError, match="both sides must be at least 32 pixels"):
+        parse_size("31x480", model_input=False)
+    with pytest.raises(ConfigError, match=r"size '100x75': width and height must be positive multiples of 32 .*nearest valid sizes \(WxH\): 96x64, 128x64, 96x96, 128x96"):
+        parse_size("100x75")  # a model's input must be a multiple of 32
     with pytest.raises(ConfigError, match="no rate for pH 7.0"):
         generate_dataset(tmp_path / "y", label_config=LabelConfig(ph_to_class={7.0: 0, 5.9: 1, 5.0: 2}))

@@ -1,13 +1,11 @@
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from fume.errors import ConfigError
-from fume.config import FumeConfig, apply_overrides, load_config, save_config
+from fume.config import FumeConfig, apply_overrides, load_config, save_config, shipped_configs
 
-CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+CONFIGS = shipped_configs()["fume_fastscnn"].parent
 
 
 def test_fume_fastscnn_config_carries_the_seed_recipe():
@@ -74,7 +72,8 @@ def test_choice_lists_the_allowed_values():
 
 
 def test_image_size_must_be_multiple_of_32():
-    with pytest.raises(ConfigError, match=r"data.image_size: must be \[W, H\], both positive multiples of 32 .*got \[330, 250\], nearest allowed \[320, 256\]"):
+    expected = r"data.image_size: must be \[W, H\]; got \[330, 250\]: width and height must be positive multiples of 32 .*nearest valid sizes \(WxH\): 320x224, 352x224, 320x256, 352x256"
+    with pytest.raises(ConfigError, match=expected):
         load_config(None, ["data.image_size=[330,250]"])
 
 

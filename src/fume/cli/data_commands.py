@@ -45,9 +45,10 @@ def generate(
     """Write the synthetic dual-gas OGI dataset in the real layout (annotations.csv + PNGs), or with --sequence a video sequence."""
     import time
 
-    from fume.data.generate import generate_dataset, parse_size
+    from fume.contract import parse_size
+    from fume.data.generate import generate_dataset
 
-    frame_size = parse_size(size)
+    frame_size = parse_size(size, model_input=False)
     if sequence:
         from fume.data.sequence import generate_sequence, parse_ph_list
 

@@ -183,9 +183,9 @@ def benchmark_command(
     """Parameters, GMACs, latency p50/p90, pairs per second and peak memory per backend and batch size."""
     from rich.table import Table
 
-    from fume.data.generate import parse_size
+    from fume.contract import parse_size
     from fume.inference.benchmark import BACKENDS, format_table, parse_list, run_benchmark
-    from fume.io import write_text
+    from fume.io import write_json
 
     try:
         batches = [int(b) for b in parse_list(batch, "batch")]
@@ -216,7 +216,5 @@ def benchmark_command(
             c = r["cuda"]
             out_console.print(f"GPU {c['device']} (batch {r['batch']}, {c['amp']} autocast, channels_last): p50 {c['p50_ms']:.2f} ms, {c['pairs_per_s']:.0f} pairs/s")
     if json_path is not None:
-        import json
-
-        write_text(json_path, json.dumps(report, indent=2) + "\n")
+        write_json(json_path, report)
         out_console.print(f"figures written to {json_path}")

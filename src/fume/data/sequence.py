@@ -26,7 +26,7 @@ import pandas as pd
 from fume.data.generate import PNG_COMPRESSION, PlumeMotion, PlumePhysics, Recording, render_recording
 from fume.contract import GASES
 from fume.config import LabelConfig
-from fume.io import VideoWriter, write_csv
+from fume.io import VideoWriter, write_csv, write_png
 from fume.errors import ConfigError
 
 SEQUENCE_FILE = "sequence.csv"
@@ -93,7 +93,6 @@ def generate_sequence(
     if out.exists() and any(out.iterdir()) and not overwrite:
         raise ConfigError(f"output folder {out} is not empty; choose another or pass overwrite (--overwrite)")
 
-    params = [cv2.IMWRITE_PNG_COMPRESSION, PNG_COMPRESSION]
     rows = []
     for frame_index, frame_ph in enumerate(schedule):
         time_s = frame_index / fps
@@ -104,9 +103,7 @@ def generate_sequence(
             image, mask, _ = render_recording(rec, size, physics, rng, frame_motion(time_s, g, seed, frame_index))
             for kind, array in (("frame", image), ("mask", mask)):
                 rel = f"{gas}/frame_{frame_index:05d}.png" if kind == "frame" else f"masks/{gas}/frame_{frame_index:05d}.png"
-                (out / rel).parent.mkdir(parents=True, exist_ok=True)
-                if not cv2.imwrite(str(out / rel), array, params):
-                    raise ConfigError(f"could not write {out / rel}")
+                write_png(out / rel, array, PNG_COMPRESSION)
                 row[f"{gas}_{kind}"] = rel
         row.update(
             ph_value=frame_ph, class_id=classes[frame_ph], class_name=label_config.class_names[classes[frame_ph]],

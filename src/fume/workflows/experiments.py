@@ -31,7 +31,7 @@ from rich.console import Console
 from fume.errors import DataError, FumeError
 from fume.reporting.grid import ENVIRONMENT_FILE, RESULTS_FILE, ComplexitySettings, Grid, Preset, RunSpec, config_hash, expand_grids, get_preset, load_grid
 from fume.config import FumeConfig, override_config, resolve_paths
-from fume.io import write_text
+from fume.io import write_json, write_text
 from fume.machine import machine_info
 
 RUN_INFO_FILE = "run_info.json"
@@ -309,7 +309,7 @@ def _record_invocation(out: Path, info: dict[str, Any]) -> None:
     data = _read_json(path) or {}
     data.update({k: v for k, v in info.items() if k != "invocation"})
     data.setdefault("invocations", []).append(info["invocation"])
-    write_text(path, json.dumps(data, indent=2) + "\n")
+    write_json(path, data)
 
 
 def run_experiments(
