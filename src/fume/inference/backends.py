@@ -13,10 +13,9 @@ from typing import Any
 
 import numpy as np
 
+from fume.contract import INPUT_NAMES, OUTPUT_NAMES
 from fume.errors import FumeError
 
-INPUT_NAMES = ("co2", "ch4", "modality_mask")
-KNOWN_OUTPUTS = ("cls_logits", "co2_seg_logits", "ch4_seg_logits")
 # Keys of the metadata FUME writes into its ONNX files (fume.inference.onnx.add_metadata).
 META_CONFIG = "fume.config"
 META_IMAGE_SIZE = "fume.image_size"
@@ -125,7 +124,7 @@ def check_onnx_io(session: Any, source: str) -> tuple[int, int]:
         found = ", ".join(f"{n} {shapes[n]} {inputs[n].type}" for n in INPUT_NAMES)
         raise FumeError(f"ONNX model {source} has inputs {found}; expected {expected} with fixed H and W")
     outputs = [o.name for o in session.get_outputs()]
-    unknown = [o for o in outputs if o not in KNOWN_OUTPUTS]
+    unknown = [o for o in outputs if o not in OUTPUT_NAMES]
     if unknown or not outputs:
-        raise FumeError(f"ONNX model {source} has outputs {outputs}; expected some of {list(KNOWN_OUTPUTS)}")
+        raise FumeError(f"ONNX model {source} has outputs {outputs}; expected some of {list(OUTPUT_NAMES)}")
     return int(co2[3]), int(co2[2])

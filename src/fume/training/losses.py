@@ -14,9 +14,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from fume.contract import CLS_OUTPUT, GASES, SEG_OUTPUTS
 from fume.errors import ConfigError
 
-GASES = ("co2", "ch4")
 LOSS_NAMES = ("focal", "focal_dice", "dice", "ce", "weighted_ce")
 _REDUCTIONS = ("mean", "sum", "none", "per_sample")
 
@@ -243,13 +243,13 @@ class MultiTaskLoss(nn.Module):
         result: dict[str, Tensor] = {}
         total: Tensor | None = None
 
-        seg_keys = [(i, gas) for i, gas in enumerate(GASES) if f"{gas}_seg_logits" in outputs]
+        seg_keys = [(i, gas) for i, gas in enumerate(GASES) if SEG_OUTPUTS[gas] in outputs]
         if seg_keys:
             present_all = batch["modality_mask"] > 0.5  # (B, 2)
             seg_sum: Tensor | None = None
             pairs = torch.zeros((), device=present_all.device)
             for i, gas in seg_keys:
-                logits, target = outputs[f"{gas}_seg_logits"], batch[f"{gas}_mask"]
+                logits, target = outputs[SEG_OUTPUTS[gas]], batch[f"{gas}_mask"]
                 if logits.shape[0] != target.shape[0] or logits.shape[2:] != target.shape[1:]:
                     raise ValueError(
                         f"{gas}_seg_logits has shape {tuple(logits.shape)} but batch['{gas}_mask'] has "
@@ -267,8 +267,8 @@ class MultiTaskLoss(nn.Module):
             result["num_seg_pairs"] = pairs.detach()
             total = self.lambda_seg * seg
 
-        if "cls_logits" in outputs:
-            cls = self.cls_loss(outputs["cls_logits"], batch["class_label"])
+        if CLS_OUTPUT in outputs:
+            cls = self.cls_loss(outputs[CLS_OUTPUT], batch["class_label"])
             result["cls_loss"] = cls
             total = self.lambda_cls * cls if total is None else total + self.lambda_cls * cls
 

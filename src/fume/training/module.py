@@ -8,7 +8,7 @@ from typing import Any
 import lightning as L
 import torch
 
-from fume.contract import GASES
+from fume.contract import CLS_OUTPUT, GASES, SEG_OUTPUTS
 from fume.errors import FumeError
 from fume.models.checkpoint import build_model
 from fume.config import FumeConfig, validate_config
@@ -30,7 +30,7 @@ def build_multitask_loss(config: FumeConfig) -> torch.nn.Module:
 def present_seg_predictions(outputs: dict[str, torch.Tensor], batch: dict[str, Any]):
     """(gas, predicted labels, target labels) for the samples whose gas is present."""
     for g, gas in enumerate(GASES):
-        key = f"{gas}_seg_logits"
+        key = SEG_OUTPUTS[gas]
         if key not in outputs:
             continue
         present = batch["modality_mask"][:, g] > 0.5
@@ -87,8 +87,8 @@ class FumeTask(L.LightningModule):
         for gas, pred, target in present_seg_predictions(outputs, batch):
             self.val_seg.update(pred, target, gas)
             self._seen_seg = True
-        if "cls_logits" in outputs:
-            self.val_cls.update(outputs["cls_logits"].float(), batch["class_label"])
+        if CLS_OUTPUT in outputs:
+            self.val_cls.update(outputs[CLS_OUTPUT].float(), batch["class_label"])
             self._seen_cls = True
 
     def on_validation_epoch_end(self) -> None:
