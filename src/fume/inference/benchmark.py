@@ -24,7 +24,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -32,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from fume.errors import ConfigError, FumeError
-from fume.machine import machine_info
+from fume.machine import machine_info, percentile, time_calls
 
 BACKENDS = ("torch", "torch-compile", "onnxruntime", "onnxruntime-int8")
 REFERENCES = ("fastscnn",)
@@ -162,10 +161,6 @@ def _runner(kind: str, source: dict[str, Any], threads: int | None) -> Callable[
     return run
 
 
-def _percentile(times: list[float], q: float) -> float:
-    return float(np.percentile(np.asarray(times), q))
-
-
 def measure(spec: dict[str, Any]) -> dict[str, Any]:
     """Time spec["backend"] on random frames; with spec["reference"], alternate with the reference."""
     threads = spec.get("threads")
@@ -190,35 +185,26 @@ def measure(spec: dict[str, Any]) -> dict[str, Any]:
         for f in ref_feeds:
             reference(f)
 
-    for _ in range(spec["warmup"]):
-        main(feeds)
-        if reference is not None:
-            run_reference()
-    times, ref_times = [], []
-    for _ in range(spec["runs"]):
-        start = time.perf_counter()
-        main(feeds)
-        times.append((time.perf_counter() - start) * 1000.0)
-        if reference is not None:
-            start = time.perf_counter()
-            run_reference()
-            ref_times.append((time.perf_counter() - start) * 1000.0)
+    calls = {"main": lambda: main(feeds)}
+    if reference is not None:
+        calls["reference"] = run_reference
+    timed = time_calls(calls, runs=spec["runs"], warmup=spec["warmup"])
     peak = _memory_mb("VmHWM")
-    p50 = statistics.median(times)
+    t = timed["main"]
     result = {
         "backend": spec["backend"], "batch": batch, "size": f"{width}x{height}", "threads": _threads_used(spec),
-        "runs": spec["runs"], "p50_ms": p50, "p90_ms": _percentile(times, 90), "mean_ms": statistics.fmean(times),
-        "pairs_per_s": batch * 1000.0 / p50, "peak_memory_mb": peak, "model_memory_mb": peak - baseline,
+        "runs": spec["runs"], "p50_ms": t["p50_ms"], "p90_ms": t["p90_ms"], "mean_ms": t["mean_ms"],
+        "pairs_per_s": batch * 1000.0 / t["p50_ms"], "peak_memory_mb": peak, "model_memory_mb": peak - baseline,
         "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
     }
     if reference is not None:
-        ref_p50 = statistics.median(ref_times)
+        r = timed["reference"]
         result["reference"] = {
-            "model": spec["reference"].get("reference", "fastscnn"), "passes_per_pair": 2, "p50_ms": ref_p50,
-            "p90_ms": _percentile(ref_times, 90), "pairs_per_s": batch * 1000.0 / ref_p50,
+            "model": spec["reference"].get("reference", "fastscnn"), "passes_per_pair": 2, "p50_ms": r["p50_ms"],
+            "p90_ms": r["p90_ms"], "pairs_per_s": batch * 1000.0 / r["p50_ms"],
         }
         # Both medians come from the same minutes of machine time, so their ratio is steadier than either.
-        result["speed_ratio"] = ref_p50 / p50
+        result["speed_ratio"] = r["p50_ms"] / t["p50_ms"]
     if spec["backend"] == "torch" and spec.get("cuda"):
         result["cuda"] = measure_cuda(spec)
     return result
@@ -271,7 +257,7 @@ def measure_cuda(spec: dict[str, Any]) -> dict[str, Any]:
     p50 = statistics.median(times)
     return {
         "device": torch.cuda.get_device_name(), "amp": str(dtype).replace("torch.", ""), "channels_last": True,
-        "p50_ms": p50, "p90_ms": _percentile(times, 90), "pairs_per_s": batch * 1000.0 / p50,
+        "p50_ms": p50, "p90_ms": percentile(times, 90), "pairs_per_s": batch * 1000.0 / p50,
         "peak_memory_mb": torch.cuda.max_memory_allocated() / 2**20,
     }
 
