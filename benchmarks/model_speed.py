@@ -22,8 +22,9 @@ import numpy as np
 import onnxruntime as ort
 import torch
 
+from fume.contract import parse_size
+from fume.machine import machine_description
 from fume.models import create_model
-from fume.models.card import machine_description, parse_size
 from fume.models.prepare import prepare_for_inference
 from fume.models.complexity import count_macs, count_parameters, example_pair
 from fume.inference.onnx import export_onnx

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import argparse
 
+from fume.contract import parse_size
+from fume.machine import machine_description
 from fume.models import list_models
-from fume.models.card import machine_description, model_card, parse_size
+from fume.models.card import model_card
 
 
 def main() -> None:

@@ -15,7 +15,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from fume.contract import GASES, size_problem
+from fume.contract import ENCODERS, FUSIONS, GASES, MODALITIES, TASKS, size_problem
 from fume.errors import ConfigError, DataError
 from fume.io import write_text
 
@@ -118,10 +118,11 @@ class ModelConfig(Section):
     fume.models.create_model only when set, so baselines without a switch don't receive it."""
 
     name: str = "fume"
-    encoder: Literal["shared", "separate"] | None = None
-    fusion: Literal["concat", "add", "self_attention", "cross_attention", "self_channel", "full_cross"] | None = None
-    tasks: Literal["seg_cls", "seg", "cls"] | None = None
-    modalities: Literal["dual", "co2", "ch4"] | None = None
+    # Literal of a tuple = Literal of its members: the option names come from fume.contract.
+    encoder: Literal[ENCODERS] | None = None
+    fusion: Literal[FUSIONS] | None = None
+    tasks: Literal[TASKS] | None = None
+    modalities: Literal[MODALITIES] | None = None
     num_classes: int | None = Field(default=None, ge=2)
     num_seg_classes: int | None = Field(default=None, ge=2)
     dropout: float | None = Field(default=None, ge=0.0, lt=1.0)

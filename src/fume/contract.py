@@ -25,6 +25,13 @@ OUTPUT_NAMES: tuple[str, ...] = (CLS_OUTPUT, *SEG_OUTPUTS.values())
 # The models downsample by 32, so both sides of the model's input must be multiples of it.
 SIZE_MULTIPLE = 32
 
+# The FUME model's switches (fume.models.create_model("fume", ...)), written once here so the
+# torch-free configuration validates against the same names the model accepts.
+ENCODERS: tuple[str, ...] = ("shared", "separate")
+FUSIONS: tuple[str, ...] = ("concat", "add", "self_attention", "cross_attention", "self_channel", "full_cross")
+TASKS: tuple[str, ...] = ("seg_cls", "seg", "cls")
+MODALITIES: tuple[str, ...] = ("dual", *GASES)  # both gases, or one gas alone
+
 
 def key_name(name: str) -> str:
     """A class name as a metrics key or column part: 'Healthy' -> 'healthy', 'Gas plume' -> 'gas_plume'."""

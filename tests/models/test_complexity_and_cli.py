@@ -39,6 +39,7 @@ def test_count_macs_restores_training_mode():
 def test_measure_latency_reports_percentiles_and_restores_threads():
     threads_before = torch.get_num_threads()
     result = measure_latency(OneConvPerGas(), size=(32, 32), runs=7, warmup=1, threads=1)
+    assert set(result) == {"p50_ms", "p90_ms", "mean_ms", "runs", "threads"}
     assert result["runs"] == 7 and result["threads"] == 1
     assert 0 < result["p50_ms"] <= result["p90_ms"]
     assert torch.get_num_threads() == threads_before
@@ -87,5 +88,6 @@ def test_model_card_errors_are_clear_messages_without_traceback():
     )
     assert completed.returncode == 1
     output = " ".join((completed.stdout + completed.stderr).split())
-    assert "size '100x96': width and height must be multiples of 32; nearest valid sizes: 96x96, 128x96" in output
+    assert "size '100x96': width and height must be positive multiples of 32" in output
+    assert "nearest valid sizes (WxH): 96x96, 128x96" in output
     assert "Traceback" not in output

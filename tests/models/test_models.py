@@ -3,11 +3,11 @@ import torch
 import torch.nn.functional as F
 from model_helpers import make_nontrivial, random_pair
 
+from fume.contract import FUSIONS
 from fume.errors import ConfigError
 from fume.models import create_model, list_models
 from fume.models.complexity import count_macs, count_parameters
 from fume.models.fastscnn import FastSCNNEncoder
-from fume.models.fume import FUSIONS
 
 MODEL_NAMES = [
     "fume",
@@ -206,7 +206,8 @@ def test_bad_inputs_raise_value_errors_naming_the_expected_shape():
         model(co2, ch4, torch.ones(2))
     with pytest.raises(ValueError, match=r"same shape"):
         model(co2, torch.rand(1, 1, 64, 96), mask)
-    expected = r"multiples of 32, got 100x150 \(HxW\); nearest valid sizes \(HxW\): 96x128, 96x160, 128x128, 128x160"
+    expected = (r"input is 150x100 \(WxH\): width and height must be positive multiples of 32 .*"
+                r"nearest valid sizes \(WxH\): 128x96, 160x96, 128x128, 160x128")
     with pytest.raises(ValueError, match=expected):
         model(torch.rand(1, 1, 100, 150), torch.rand(1, 1, 100, 150), mask)
 

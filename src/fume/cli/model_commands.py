@@ -57,7 +57,8 @@ def model_card_command(
 ) -> None:
     """Parameters, GMACs per CO2 + CH4 pair and CPU latency (batch 1, inference mode) of a model,
     as built and prepared for inference (batch norms folded, channels-last)."""
-    from fume.models.card import model_card, parse_size
+    from fume.contract import parse_size
+    from fume.models.card import model_card
 
     width_height = parse_size(size)
     with console.status(f"measuring {name} at {size} ({warmup} warm-up + {runs} timed runs, twice)"):

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import statistics
-import time
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
 
 import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from fume.models.inputs import check_size
+from fume.contract import check_size
+from fume.machine import time_calls
 
 
 def count_parameters(model: nn.Module) -> int:
@@ -64,23 +63,8 @@ def measure_latency(
 ) -> dict[str, float]:
     """Eager CPU latency of one pair (batch 1) in inference mode: median and 90th percentile of
     `runs` timed calls after `warmup` untimed ones. Returns p50_ms, p90_ms, mean_ms, runs, threads."""
-    if runs < 1:
-        raise ValueError(f"runs must be >= 1, got {runs}")
     inputs = example_pair(size)
-    times: list[float] = []
     with _eval_mode(model), torch.inference_mode(), _threads(threads):
-        for _ in range(warmup):
-            model(*inputs)
-        for _ in range(runs):
-            start = time.perf_counter()
-            model(*inputs)
-            times.append((time.perf_counter() - start) * 1000.0)
+        timing = time_calls({"model": lambda: model(*inputs)}, runs=runs, warmup=warmup)["model"]
         used_threads = torch.get_num_threads()
-    p90 = statistics.quantiles(times, n=10, method="inclusive")[8] if runs > 1 else times[0]
-    return {
-        "p50_ms": statistics.median(times),
-        "p90_ms": p90,
-        "mean_ms": statistics.fmean(times),
-        "runs": runs,
-        "threads": used_threads,
-    }
+    return {key: timing[key] for key in ("p50_ms", "p90_ms", "mean_ms", "runs")} | {"threads": used_threads}

@@ -7,6 +7,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from fume.contract import SEG_OUTPUTS
+from fume.models.base import DualGasModel
 from fume.models.blocks import (
     ContextBranch,
     ConvBNReLU,
@@ -15,10 +17,9 @@ from fume.models.blocks import (
     InvertedResidual,
     PyramidPooling,
     SegmentationHead,
-    init_weights,
 )
-from fume.models.inputs import check_pair, stacked_frames
-from fume.models.registry import register_model
+from fume.models.inputs import stacked_frames
+from fume.models.registry import Reference, register_model
 
 LOW_CHANNELS = 64  # learning-to-downsample output, H/8
 HIGH_CHANNELS = 128  # global feature extractor output, H/32
@@ -79,21 +80,25 @@ class SegmentationDecoder(nn.Module):
         return F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
 
 
-@register_model("fastscnn", "Plain 2019 Fast-SCNN segmenting each gas separately (reference; no classification)")
-class FastSCNN(nn.Module):
+@register_model(
+    "fastscnn",
+    "Plain 2019 Fast-SCNN segmenting each gas separately (reference; no classification)",
+    reference=Reference(1.11e6, "Fast-SCNN paper (19 classes, RGB)"),
+)
+class FastSCNN(DualGasModel):
     """The plain 2019 Fast-SCNN segmenting each gas on its own (one network, both gases stacked
     in the batch). Returns co2_seg_logits and ch4_seg_logits; no classification."""
+
+    OUTPUTS = (SEG_OUTPUTS["co2"], SEG_OUTPUTS["ch4"])
 
     def __init__(self, num_seg_classes: int = 3, dropout: float = 0.1) -> None:
         super().__init__()
         self.encoder = FastSCNNEncoder(1, se=False)
         self.context = ContextBranch(HIGH_CHANNELS, HIGH_CHANNELS, upsample_first=True)
         self.decoder = SegmentationDecoder(num_seg_classes, dropout)
-        init_weights(self)
 
-    def forward(self, co2: torch.Tensor, ch4: torch.Tensor, modality_mask: torch.Tensor) -> dict[str, torch.Tensor]:
-        check_pair(co2, ch4, modality_mask)
+    def compute(self, co2: torch.Tensor, ch4: torch.Tensor, modality_mask: torch.Tensor) -> dict[str, torch.Tensor]:
         batch, size = co2.shape[0], co2.shape[-2:]
         low, high = self.encoder(stacked_frames(co2, ch4, modality_mask))
         logits = self.decoder(low, self.context(high, low.shape[-2:]), size)
-        return {"co2_seg_logits": logits[:batch], "ch4_seg_logits": logits[batch:]}
+        return {SEG_OUTPUTS["co2"]: logits[:batch], SEG_OUTPUTS["ch4"]: logits[batch:]}

@@ -4,10 +4,23 @@ and the seed is a configuration of this one class."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import torch
 from torch import nn
 
+from fume.contract import (
+    CLS_OUTPUT,
+    ENCODERS,
+    FUSIONS,
+    GASES,
+    MODALITIES,
+    SEG_OUTPUTS,
+    TASKS,
+)
 from fume.errors import ConfigError
+from fume.models.base import DualGasModel
 from fume.models.blocks import (
     ChannelAttention,
     ClassificationHead,
@@ -15,16 +28,14 @@ from fume.models.blocks import (
     CrossModalAttention,
     DSConv,
     SelfAttention,
-    init_weights,
 )
 from fume.models.fastscnn import HIGH_CHANNELS, FastSCNNEncoder, SegmentationDecoder
-from fume.models.inputs import check_pair, mask_features, mask_frames
-from fume.models.registry import register_model
+from fume.models.inputs import mask_features, mask_frames
+from fume.models.registry import Reference, register_model
 
-GASES = ("co2", "ch4")
-
-# fusion name -> (self-attention per gas, cross-modal attention, how streams combine, channel attention)
-FUSIONS: dict[str, tuple[bool, bool, str, bool]] = {
+# What each fusion (fume.contract.FUSIONS names them) is made of:
+# (self-attention per gas, cross-modal attention, how streams combine, channel attention)
+FUSION_PARTS: dict[str, tuple[bool, bool, str, bool]] = {
     "concat": (False, False, "concat", False),
     "add": (False, False, "add", False),
     "self_attention": (True, False, "concat", False),
@@ -32,15 +43,23 @@ FUSIONS: dict[str, tuple[bool, bool, str, bool]] = {
     "self_channel": (True, False, "concat", True),
     "full_cross": (True, True, "concat", True),
 }
-ENCODERS = ("shared", "separate")
-TASKS = ("seg_cls", "seg", "cls")
-MODALITIES = {"dual": GASES, "co2": ("co2",), "ch4": ("ch4",)}
+
+FUME_NOTE = (
+    "Paper: 1.28 M parameters, 1.97 GMACs at 640x480. The fusion's 3x3 conv is depthwise-separable "
+    "(a full 3x3 256->128 conv alone has 295 k parameters, more than the published total leaves "
+    "beside a Fast-SCNN encoder), and the decoders' shared context branch runs once at H/32."
+)
 
 
-def _choice(key: str, value: str, allowed) -> str:
+def _choice(key: str, value: str, allowed: tuple[str, ...]) -> str:
     if value not in allowed:
         raise ConfigError(f"model option {key}={value!r} is not one of {', '.join(map(repr, allowed))}")
     return value
+
+
+def modality_gases(modalities: str) -> tuple[str, ...]:
+    """The gases a model built for `modalities` reads: 'dual' both, otherwise the one named."""
+    return GASES if _choice("modalities", modalities, MODALITIES) == "dual" else (modalities,)
 
 
 class GasFusion(nn.Module):
@@ -53,7 +72,7 @@ class GasFusion(nn.Module):
 
     def __init__(self, num_streams: int, fusion: str) -> None:
         super().__init__()
-        self_attention, cross_attention, combine, channel_attention = FUSIONS[fusion]
+        self_attention, cross_attention, combine, channel_attention = FUSION_PARTS[fusion]
         self.combine = combine
         channels = HIGH_CHANNELS
         self.self_attention = (
@@ -82,8 +101,13 @@ class GasFusion(nn.Module):
         return self.project(fused)
 
 
-@register_model("fume", "FUME-FastSCNN: shared encoder, self-attention + channel-attention fusion, seg + cls (default)")
-class FUME(nn.Module):
+@register_model(
+    "fume",
+    "FUME-FastSCNN: shared encoder, self-attention + channel-attention fusion, seg + cls (default)",
+    reference=Reference(1.28e6, "FUME paper"),
+    note=FUME_NOTE,
+)
+class FUME(DualGasModel):
     """FUME-FastSCNN and its ablations.
 
     forward(co2 (B,1,H,W), ch4 (B,1,H,W), modality_mask (B,2) = [co2 present, ch4 present])
@@ -102,16 +126,10 @@ class FUME(nn.Module):
         dropout: float = 0.1,
     ) -> None:
         super().__init__()
-        self.config = {
-            "encoder": _choice("encoder", encoder, ENCODERS),
-            "fusion": _choice("fusion", fusion, tuple(FUSIONS)),
-            "tasks": _choice("tasks", tasks, TASKS),
-            "modalities": _choice("modalities", modalities, tuple(MODALITIES)),
-            "num_classes": num_classes,
-            "num_seg_classes": num_seg_classes,
-            "dropout": dropout,
-        }
-        self.gases = MODALITIES[modalities]
+        _choice("encoder", encoder, ENCODERS)
+        _choice("fusion", fusion, FUSIONS)
+        _choice("tasks", tasks, TASKS)
+        self.gases = modality_gases(modalities)
         self.shared_encoder = encoder == "shared" or len(self.gases) == 1
         if self.shared_encoder:
             self.encoder = FastSCNNEncoder(1, se=True)
@@ -126,7 +144,15 @@ class FUME(nn.Module):
             else None
         )
         self.classifier = ClassificationHead(HIGH_CHANNELS, num_classes, 64, dropout) if tasks in ("seg_cls", "cls") else None
-        init_weights(self)
+
+    @classmethod
+    def declare_outputs(cls, options: Mapping[str, Any]) -> tuple[str, ...]:
+        """cls_logits unless tasks='seg', then a segmentation per gas read unless tasks='cls'."""
+        tasks = _choice("tasks", options["tasks"], TASKS)
+        gases = modality_gases(options["modalities"])
+        classifies = (CLS_OUTPUT,) if tasks in ("seg_cls", "cls") else ()
+        segments = tuple(SEG_OUTPUTS[gas] for gas in gases) if tasks in ("seg_cls", "seg") else ()
+        return classifies + segments
 
     def encode(self, frames: list[torch.Tensor]) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
         """(low, high) features per gas; a shared encoder runs once on the gases stacked in the batch."""
@@ -137,8 +163,7 @@ class FUME(nn.Module):
         pairs = [self.encoders[gas](x) for gas, x in zip(self.gases, frames)]
         return [p[0] for p in pairs], [p[1] for p in pairs]
 
-    def forward(self, co2: torch.Tensor, ch4: torch.Tensor, modality_mask: torch.Tensor) -> dict[str, torch.Tensor]:
-        check_pair(co2, ch4, modality_mask)
+    def compute(self, co2: torch.Tensor, ch4: torch.Tensor, modality_mask: torch.Tensor) -> dict[str, torch.Tensor]:
         inputs = {"co2": (co2, modality_mask[:, 0]), "ch4": (ch4, modality_mask[:, 1])}
         present = [inputs[gas][1] for gas in self.gases]
         frames = [mask_frames(inputs[gas][0], p) for gas, p in zip(self.gases, present)]
@@ -147,10 +172,10 @@ class FUME(nn.Module):
 
         outputs: dict[str, torch.Tensor] = {}
         if self.classifier is not None:
-            outputs["cls_logits"] = self.classifier(fused)
+            outputs[CLS_OUTPUT] = self.classifier(fused)
         if self.decoders is not None and self.context is not None:
             size = co2.shape[-2:]
             context = self.context(fused, lows[0].shape[-2:])
             for gas, low in zip(self.gases, lows):
-                outputs[f"{gas}_seg_logits"] = self.decoders[gas](low, context, size)
+                outputs[SEG_OUTPUTS[gas]] = self.decoders[gas](low, context, size)
         return outputs

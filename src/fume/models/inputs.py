@@ -1,31 +1,13 @@
-"""Input checks and modality masking shared by every model's forward(co2, ch4, modality_mask)."""
+"""Input checks and modality masking shared by every model's forward(co2, ch4, modality_mask).
+The size rule itself is fume.contract's."""
 
 from __future__ import annotations
 
 import torch
 
-SIZE_MULTIPLE = 32
+from fume.contract import check_size
+
 FRAME_STD_FLOOR = 1e-3  # frames are in [0, 1]; a flat (or absent, zeroed) frame stays finite
-
-
-def nearest_valid_sizes(height: int, width: int, multiple: int = SIZE_MULTIPLE) -> list[tuple[int, int]]:
-    """Valid (H, W) sizes around (height, width): each side rounded down and up to the multiple."""
-    def around(n: int) -> list[int]:
-        down = max(multiple, n // multiple * multiple)
-        up = max(multiple, -(-n // multiple) * multiple)
-        return sorted({down, up})
-
-    return [(h, w) for h in around(height) for w in around(width)]
-
-
-def check_size(height: int, width: int, multiple: int = SIZE_MULTIPLE) -> None:
-    """ValueError unless both sides are positive multiples of `multiple`, naming the nearest valid sizes."""
-    if height <= 0 or width <= 0 or height % multiple or width % multiple:
-        options = ", ".join(f"{h}x{w}" for h, w in nearest_valid_sizes(height, width, multiple))
-        raise ValueError(
-            f"input height x width must be multiples of {multiple}, got {height}x{width} (HxW); "
-            f"nearest valid sizes (HxW): {options}. Resize or pad the frames."
-        )
 
 
 def check_pair(co2: torch.Tensor, ch4: torch.Tensor, modality_mask: torch.Tensor) -> None:

@@ -46,14 +46,14 @@ def choose_precision(use_amp: bool, accelerator: str) -> str:
 
 
 def model_outputs(config: FumeConfig) -> set[str]:
-    """Which outputs (cls_logits, co2/ch4_seg_logits) the configured model produces."""
-    from fume.models.checkpoint import build_model
+    """Which outputs (cls_logits, co2/ch4_seg_logits) the configured model produces, as the model
+    declares them (no second model is built or run)."""
+    from fume.models.registry import output_names
 
-    model = build_model(config.model).eval()
-    with torch.no_grad():
-        x = torch.zeros(2, 1, 64, 64)
-        out = model(x, x, torch.ones(2, 2))
-    return set(out)
+    try:
+        return set(output_names(config.model.name, **config.model.model_kwargs()))
+    except ConfigError as err:
+        raise ConfigError(f"model section of the config: {err}") from None
 
 
 def effective_monitor(requested: str, outputs: set[str], console: Console) -> str:
