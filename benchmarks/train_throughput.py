@@ -26,16 +26,12 @@ import torch
 from fume.data.generate import generate_dataset
 from fume.data.pairing import pair_dataset
 from fume.data.split import split_dataset
+from fume.contract import parse_size
 from fume.config import load_config
 from fume.training.datamodule import FumeDataModule
 from fume.training.module import FumeTask
 
 WARMUP = 2
-
-
-def parse_size(text: str) -> tuple[int, int]:
-    w, h = (int(v) for v in text.lower().split("x"))
-    return w, h
 
 
 class BatchTimer(L.Callback):
