@@ -9,6 +9,7 @@ data (`fume/configs/`), found by name as well as by path.
 from __future__ import annotations
 
 import math
+from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
@@ -403,6 +404,34 @@ def read_yaml(path: str | Path, what: str = "config file") -> dict[str, Any]:
     if not isinstance(raw, dict):
         raise ConfigError(f"{what} {path}: expected a mapping at the top level, got {type(raw).__name__}")
     return raw
+
+
+# ---------------------------------------------------------------- configs shipped with FUME
+
+
+def shipped_configs(folder: str = "") -> dict[str, Path]:
+    """The YAML files FUME ships in `fume/configs/<folder>` (package data), by name (file stem)."""
+    root = resources.files("fume") / "configs"
+    if folder:
+        root = root / folder
+    # Grids name their base config by a path relative to themselves, so these must be real files.
+    if not isinstance(root, Path) or not root.is_dir():
+        raise ConfigError(f"FUME's shipped configs are missing ({root} is not a folder); reinstall fume")
+    return {path.stem: path for path in sorted(root.glob("*.yaml"))}
+
+
+def config_file(name_or_path: str | Path, shipped: dict[str, Path] | None = None, what: str = "config") -> Path:
+    """A user's YAML file, or the shipped one of that name (`fume_fastscnn`, `quickstart`, or the
+    names in `shipped`). Anything with a folder or a .yaml/.yml suffix is a path; an unknown
+    name is a ConfigError listing the shipped names."""
+    path = Path(name_or_path)
+    text = str(name_or_path)
+    if path.is_file() or path.suffix in (".yaml", ".yml") or len(path.parts) > 1:
+        return path  # read_yaml names a missing file
+    shipped = shipped_configs() if shipped is None else shipped
+    if text not in shipped:
+        raise ConfigError(f"unknown {what} {text!r}: no such file, and FUME ships none of that name (shipped: {', '.join(shipped)})")
+    return shipped[text]
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> FumeConfig:

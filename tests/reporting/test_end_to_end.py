@@ -10,11 +10,12 @@ import pytest
 import yaml
 from reporting_helpers import TINY_OVERRIDES
 
+from fume.config import shipped_configs
 from fume.reporting.grid import ComplexitySettings, Preset
 from fume.reporting.report import build_report
 from fume.workflows.experiments import run_experiments
 
-BASE = Path(__file__).resolve().parents[2] / "configs" / "fume_fastscnn.yaml"
+BASE = shipped_configs()["fume_fastscnn"]
 
 
 def test_experiments_then_report(tmp_path: Path):

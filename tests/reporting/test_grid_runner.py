@@ -12,13 +12,13 @@ import yaml
 from reporting_helpers import write_fake_run
 
 import fume.workflows.experiments as runner
+from fume.config import shipped_configs
 from fume.errors import ConfigError
 from fume.reporting.grid import Preset, load_grid
 from fume.workflows.experiments import is_finished, plan, run_experiments
 
-REPO = Path(__file__).resolve().parents[2]
-BASE = REPO / "configs" / "fume_fastscnn.yaml"
-SHIPPED = [REPO / "configs" / "experiments" / f"{name}.yaml" for name in ("baselines", "ablations", "leakage")]
+BASE = shipped_configs()["fume_fastscnn"]
+SHIPPED = ["baselines", "ablations", "leakage"]  # shipped grids, by name
 
 
 def write_grid(path: Path, variants: list[dict], name: str = "g", **extra) -> Path:

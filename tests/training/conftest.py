@@ -9,9 +9,9 @@ import pytest
 from fume.data.generate import generate_dataset
 from fume.data.pairing import pair_dataset
 from fume.data.split import split_dataset
-from fume.config import FumeConfig, load_config, resolve_paths
+from fume.config import FumeConfig, load_config, resolve_paths, shipped_configs
 
-CONFIG = Path(__file__).resolve().parents[2] / "configs" / "fume_fastscnn.yaml"
+CONFIG = shipped_configs()["fume_fastscnn"]
 
 
 def make_tiny_dataset(root: Path) -> Path:

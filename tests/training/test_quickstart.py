@@ -7,7 +7,7 @@ import json
 
 from rich.console import Console
 
-from fume.config import load_config, resolve_paths
+from fume.config import config_file, load_config, resolve_paths
 from fume.workflows.quickstart import QUICKSTART_CONFIG, prepare_synthetic_dataset, quickstart
 
 TINY = [
@@ -34,7 +34,7 @@ def test_quickstart_generates_splits_pairs_trains_and_evaluates(tmp_path):
 
 
 def test_existing_dataset_is_reused_not_regenerated(tmp_path):
-    config = resolve_paths(load_config(QUICKSTART_CONFIG, [f"data.dataset_root={tmp_path / 'dataset'}", *TINY]))
+    config = resolve_paths(load_config(config_file(QUICKSTART_CONFIG), [f"data.dataset_root={tmp_path / 'dataset'}", *TINY]))
     quiet = Console(file=io.StringIO())
     prepare_synthetic_dataset(config, quiet)
     stamps = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "dataset").glob("*.csv")}

@@ -13,10 +13,11 @@ import pandas as pd
 import pytest
 import torch
 
+from fume.config import shipped_configs
 from fume.models.checkpoint import read_checkpoint
 from fume.workflows.train import train
 
-CONFIG = Path(__file__).resolve().parents[2] / "configs" / "fume_fastscnn.yaml"
+CONFIG = shipped_configs()["fume_fastscnn"]
 # The console script: Lightning's DDP launcher starts the other processes by re-running it.
 FUME = [str(Path(sys.executable).parent / "fume")]
 

@@ -35,12 +35,12 @@ def _parse_seeds(text: str | None) -> list[int] | None:
 @app.command("experiments")
 def experiments_command(
     arguments: list[str] = typer.Argument(
-        ..., help="Grid files (configs/experiments/*.yaml) and optional dotted overrides for every run (training.num_epochs=3)",
+        ..., help="Grids, by shipped name (baselines, ablations, leakage) or file, and optional dotted overrides for every run (training.num_epochs=3)",
         show_default=False,
     ),
     out: Path = typer.Option(Path("outputs/experiments"), "--out", "-o", help="Experiments folder: datasets/, runs/, results.csv"),
     seeds: Optional[str] = typer.Option(None, "--seeds", help="Comma-separated seeds, e.g. 0,1,2 (default: the preset's, else each grid's)"),
-    preset: Optional[str] = typer.Option(None, "--preset", help="quick (2-core CPU, < 1 h) or full (the seed's recipe, GPU); see configs/experiments/presets.yaml"),
+    preset: Optional[str] = typer.Option(None, "--preset", help="quick (2-core CPU, < 1 h) or full (the seed's recipe, GPU); shipped in fume/configs/experiments/presets.yaml"),
     data: Optional[Path] = typer.Option(None, "--data", help="Train on this dataset (split and paired) instead of a generated synthetic one"),
     dry_run: bool = typer.Option(False, "--dry-run", help="Validate every run and list them; train nothing"),
 ) -> None:

@@ -10,12 +10,13 @@ import typer
 
 from fume.cli import app
 
+CONFIG_HELP = "YAML config file, or the name of a shipped one: fume_fastscnn (the seed's recipe) or quickstart"
 OVERRIDES_HELP = "Dotted overrides after the options, values parsed as YAML: training.batch_size=4 data.image_size=[320,256]"
 
 
 @app.command("train")
 def train_command(
-    config: Path = typer.Option(..., "--config", "-c", help="YAML config, e.g. configs/fume_fastscnn.yaml"),
+    config: Path = typer.Option(..., "--config", "-c", help=CONFIG_HELP),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="RUN_DIR (default: experiment.output_dir/experiment.name)"),
     resume: bool = typer.Option(False, "--resume", help="Continue RUN_DIR from checkpoints/last.ckpt (optimiser, scheduler, epoch)"),
     overrides: Optional[list[str]] = typer.Argument(None, help=OVERRIDES_HELP, show_default=False),
@@ -23,11 +24,11 @@ def train_command(
     """Train a model (FUME by default) with the seed's recipe; same command runs DDP via trainer.devices / num_nodes / strategy."""
     from rich.console import Console
 
-    from fume.config import load_config, resolve_paths
+    from fume.config import config_file, load_config, resolve_paths
     from fume.workflows.train import train
 
     console = Console(stderr=True)
-    cfg = resolve_paths(load_config(config, overrides or []))
+    cfg = resolve_paths(load_config(config_file(config), overrides or []))
     result = train(cfg, run_dir=out, resume=resume, console=console)
     from lightning.pytorch.utilities import rank_zero_only
 
@@ -47,16 +48,18 @@ def evaluate_command(
     split: Optional[str] = typer.Option(None, "--split", help="train / val / test (default: testing.split, test)"),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output folder (default: RUN_DIR/eval-<split>-<checkpoint>)"),
     save_masks: Optional[bool] = typer.Option(None, "--save-masks/--no-save-masks", help="Write predicted masks (PNG, native size) under OUT/masks/"),
-    config: Optional[Path] = typer.Option(None, "--config", "-c", help="Config to use instead of the run's own (must describe the same model)"),
+    config: Optional[Path] = typer.Option(None, "--config", "-c", help="Config file or shipped name to use instead of the run's own (must describe the same model)"),
     overrides: Optional[list[str]] = typer.Argument(None, help=OVERRIDES_HELP, show_default=False),
 ) -> None:
     """Metrics at native resolution, predictions.csv, optional masks, confusion matrix and a qualitative grid."""
     from rich.console import Console
 
+    from fume.config import config_file
     from fume.workflows.evaluate import evaluate_checkpoint
     from fume.training.callbacks import metrics_table
 
-    result = evaluate_checkpoint(checkpoint, split=split, out=out, save_masks=save_masks, config_path=config, overrides=overrides or [])
+    config_path = config_file(config) if config is not None else None
+    result = evaluate_checkpoint(checkpoint, split=split, out=out, save_masks=save_masks, config_path=config_path, overrides=overrides or [])
     console = Console()
     console.print(metrics_table(result.metrics, f"{checkpoint.name} on {split or 'test'}"))
     console.print(f"written to {result.out_dir}: metrics.json, predictions.csv" + "".join(f", {p.name}" for p in result.figures))
@@ -65,7 +68,7 @@ def evaluate_command(
 @app.command("quickstart")
 def quickstart_command(
     out: Path = typer.Option(Path("outputs/quickstart"), "--out", "-o", help="Where the dataset, the run and the figures go"),
-    config: Optional[Path] = typer.Option(None, "--config", "-c", help="Config (default: configs/quickstart.yaml)"),
+    config: Optional[Path] = typer.Option(None, "--config", "-c", help="Config file or shipped name (default: quickstart, shipped with FUME)"),
     overrides: Optional[list[str]] = typer.Argument(None, help=OVERRIDES_HELP, show_default=False),
 ) -> None:
     """The main job: synthetic dataset (if absent) -> grouped split -> pairs -> train FUME -> evaluate on test."""

@@ -1,10 +1,10 @@
 """Experiment grids: a base config plus named variants of dotted overrides, expanded over seeds.
 
-A grid file (configs/experiments/*.yaml):
+A grid file (or a shipped grid by name: baselines, ablations, leakage; fume/configs/experiments/):
 
     name: ablations                  # results.csv rows carry it; runs go to OUT/runs/<name>/...
     kind: ablation                   # comparison | ablation | leakage: which tables the report makes
-    base: ../fume_fastscnn.yaml      # relative to the grid file
+    base: ../fume_fastscnn.yaml      # relative to the grid file, or a shipped config's name
     reference: fume                  # the variant the others are compared with
     seeds: [0, 1, 2]                 # default when neither --seeds nor a preset says otherwise
     variants:
@@ -16,9 +16,9 @@ A grid file (configs/experiments/*.yaml):
       - name: random
         split: random                # leakage study: the naive row-level split of the same data
 
-Presets (configs/experiments/presets.yaml) add overrides before the user's and the variant's,
-and set the seeds and the complexity measurement. Every variant x seed is validated
-(load_config, then the model is built) before any training starts.
+Presets (by name: quick, full; fume/configs/experiments/presets.yaml) add overrides before the
+user's and the variant's, and set the seeds and the complexity measurement. Every variant x seed
+is validated (load_config, then the model is built) before any training starts.
 """
 
 from __future__ import annotations
@@ -31,14 +31,16 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from fume.config import FumeConfig, load_config, read_yaml
+from fume.config import FumeConfig, config_file, load_config, read_yaml, shipped_configs
 from fume.errors import ConfigError, FumeError
 
 # Files of an experiments folder.
 RESULTS_FILE = "results.csv"
 ENVIRONMENT_FILE = "environment.json"
 
-PRESETS_FILE = Path(__file__).resolve().parents[3] / "configs" / "experiments" / "presets.yaml"
+# Shipped grids and presets live in fume/configs/experiments/ (package data).
+GRIDS_FOLDER = "experiments"
+PRESETS_NAME = "presets"
 GridKind = Literal["comparison", "ablation", "leakage"]
 SLUG = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
 
@@ -104,7 +106,14 @@ class Grid(_Strict):
     def base_path(self) -> Path:
         base = self.base
         if not base.is_absolute() and self.source is not None:
-            base = self.source.parent / base
+            beside = self.source.parent / base
+            if beside.is_file() or base.suffix or len(base.parts) > 1:
+                return beside
+            # A bare name that is no file beside the grid: a shipped config (fume_fastscnn).
+            shipped = shipped_configs()
+            if str(base) not in shipped:
+                raise ConfigError(f"{base} is neither a file beside the grid nor a shipped config ({', '.join(shipped)})")
+            return shipped[str(base)]
         return base
 
 
@@ -132,9 +141,19 @@ def _pydantic_message(err: ValidationError) -> str:
     return "\n".join(parts)
 
 
-def load_grid(path: str | Path) -> Grid:
-    """Read and check a grid file: known keys only, unique variant names, a reference that exists."""
-    path = Path(path)
+def shipped_grids() -> dict[str, Path]:
+    """The grids FUME ships, by name (baselines, ablations, leakage)."""
+    return {name: path for name, path in shipped_configs(GRIDS_FOLDER).items() if name != PRESETS_NAME}
+
+
+def presets_file() -> Path:
+    return config_file(PRESETS_NAME, shipped_configs(GRIDS_FOLDER), "presets file")
+
+
+def load_grid(name_or_path: str | Path) -> Grid:
+    """Read and check a grid (a file, or a shipped grid's name): known keys only, unique variant
+    names, a reference that exists."""
+    path = config_file(name_or_path, shipped_grids(), "grid")
     raw = read_yaml(path, "grid file")
     try:
         grid = Grid.model_validate({**raw, "source": path.resolve()})
@@ -146,13 +165,19 @@ def load_grid(path: str | Path) -> Grid:
         raise ConfigError(f"grid file {path}: variant names must be unique; repeated: {duplicates}")
     if grid.reference is not None and grid.reference not in names:
         raise ConfigError(f"grid file {path}: reference {grid.reference!r} is not a variant; variants: {names}")
-    if not grid.base_path.is_file():
-        raise ConfigError(f"grid file {path}: base config {grid.base_path} not found (base is relative to the grid file)")
+    try:
+        base = grid.base_path
+    except ConfigError as err:
+        raise ConfigError(f"grid file {path}: base: {err}") from None
+    if not base.is_file():
+        raise ConfigError(f"grid file {path}: base config {base} not found (base is relative to the grid file, or a shipped config's name)")
     return grid
 
 
-def load_presets(path: str | Path = PRESETS_FILE) -> dict[str, Preset]:
-    raw = read_yaml(Path(path), "presets file")
+def load_presets(path: str | Path | None = None) -> dict[str, Preset]:
+    """The presets of a presets file (default: the shipped one)."""
+    path = presets_file() if path is None else Path(path)
+    raw = read_yaml(path, "presets file")
     presets = {}
     for name, value in raw.items():
         try:
@@ -162,12 +187,13 @@ def load_presets(path: str | Path = PRESETS_FILE) -> dict[str, Preset]:
     return presets
 
 
-def get_preset(name: str | None, path: str | Path = PRESETS_FILE) -> Preset:
+def get_preset(name: str | None, path: str | Path | None = None) -> Preset:
     if name is None:
         return Preset()
     presets = load_presets(path)
     if name not in presets:
-        raise ConfigError(f"unknown preset {name!r}; presets in {path}: {', '.join(presets)}")
+        where = f"presets in {path}" if path is not None else "shipped presets"
+        raise ConfigError(f"unknown preset {name!r}; {where}: {', '.join(presets)}")
     return presets[name]
 
 

@@ -13,9 +13,9 @@ from pathlib import Path
 from rich.console import Console
 
 from fume.errors import ConfigError
-from fume.config import FumeConfig, load_config, resolve_paths
+from fume.config import FumeConfig, config_file, load_config, resolve_paths
 
-QUICKSTART_CONFIG = Path(__file__).resolve().parents[3] / "configs" / "quickstart.yaml"
+QUICKSTART_CONFIG = "quickstart"  # shipped: fume/configs/quickstart.yaml
 
 
 def prepare_synthetic_dataset(config: FumeConfig, console: Console) -> None:
@@ -55,7 +55,7 @@ def quickstart(out: str | Path = "outputs/quickstart", config_path: str | Path |
     console = console or Console()
     start = time.perf_counter()
     out = Path(out).resolve()
-    config_path = Path(config_path) if config_path is not None else QUICKSTART_CONFIG
+    config_path = config_file(config_path if config_path is not None else QUICKSTART_CONFIG)
     config = load_config(config_path, [f"data.dataset_root={out / 'dataset'}", *overrides])
     config = resolve_paths(config)
     prepare_synthetic_dataset(config, console)
