@@ -58,7 +58,7 @@ def run(size: tuple[int, int], native: tuple[int, int], batches: int, batch: int
         split_dataset(root, ratios=(0.8, 0.1, 0.1))
         pair_dataset(root)
         config = load_config(
-            Path(__file__).resolve().parents[1] / "configs" / "fume_fastscnn.yaml",
+            "fume_fastscnn",
             [f"data.dataset_root={root}", f"data.image_size=[{size[0]},{size[1]}]", f"training.batch_size={batch}",
              f"data.num_workers={workers}", "data.pin_memory=false"],
         )

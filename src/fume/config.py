@@ -435,9 +435,10 @@ def config_file(name_or_path: str | Path, shipped: dict[str, Path] | None = None
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> FumeConfig:
-    """Read a YAML config (or start from the defaults when path is None), apply dotted overrides,
-    validate. Raises ConfigError naming the file, the key and what is allowed."""
-    raw = read_yaml(path) if path is not None else {}
+    """Read a YAML config (a path, or the name of a shipped one such as "fume_fastscnn"; the
+    defaults when None), apply dotted overrides, validate. Raises ConfigError naming the file, the
+    key and what is allowed."""
+    raw = read_yaml(config_file(path)) if path is not None else {}
     source = str(path) if path is not None else "defaults"
     if overrides:
         source += " + overrides"

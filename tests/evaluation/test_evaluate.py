@@ -12,7 +12,6 @@ from PIL import Image
 from sklearn.metrics import balanced_accuracy_score, cohen_kappa_score, confusion_matrix, f1_score
 from typer.testing import CliRunner
 
-import fume.cli.train_commands  # noqa: F401  (registers evaluate on the app)
 from fume.cli import app
 from fume.data.generate import generate_dataset
 from fume.data.pairing import pair_dataset
@@ -22,7 +21,7 @@ from fume.evaluation.metrics import METRIC_KEYS
 from fume.workflows.evaluate import evaluate_checkpoint
 from fume.config import load_config, resolve_paths
 
-CONFIG = Path(__file__).resolve().parents[2] / "configs" / "fume_fastscnn.yaml"
+CONFIG = "fume_fastscnn"  # the shipped config, by name
 NATIVE = (128, 96)  # frames on disk; the model sees 64x64
 
 
