@@ -7,7 +7,6 @@ from pathlib import Path
 import pandas as pd
 from typer.testing import CliRunner
 
-import fume.cli.data_commands  # noqa: F401  (registers the commands)
 from fume.cli import app
 
 runner = CliRunner()

@@ -11,8 +11,6 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-import fume.cli.data_commands  # noqa: F401  (registers the commands)
-import fume.cli.inference_commands  # noqa: F401
 from fume.cli import app
 from fume.inference.benchmark import RESULT_FIELDS
 

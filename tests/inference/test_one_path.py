@@ -10,8 +10,6 @@ import pandas as pd
 from inference_helpers import make_checkpoint
 from typer.testing import CliRunner
 
-import fume.cli.inference_commands  # noqa: F401  (registers the commands)
-import fume.cli.train_commands  # noqa: F401
 from fume.cli import app
 from fume.data.frames import load_mask
 

@@ -58,7 +58,7 @@ def test_sequence_is_coherent_and_deterministic(sequence: Path, tmp_path: Path) 
     assert all(np.array_equal(masks[0] == 1, m == 1) for m in masks[1:4])
     change = [np.mean(a != b) for a, b in zip(masks[:3], masks[1:4])]
     assert all(0 < c < 0.05 for c in change)
-    # More CO2 once the rumen turns acidotic (pH 5.3), less CH4 (DESIGN.md section 2).
+    # More CO2 once the rumen turns acidotic (pH 5.3), less CH4 (PlumePhysics in fume.data.generate).
     co2_area = [(load_mask(sequence / p) == 2).sum() for p in table["co2_mask"]]
     ch4_area = [(load_mask(sequence / p) == 2).sum() for p in table["ch4_mask"]]
     assert np.mean(co2_area[4:]) > 1.3 * np.mean(co2_area[:4])

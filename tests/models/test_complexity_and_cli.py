@@ -6,7 +6,6 @@ import torch
 from torch import nn
 from typer.testing import CliRunner
 
-import fume.cli.model_commands  # noqa: F401  (registers the commands)
 from fume.cli import app
 from fume.models import create_model
 from fume.models.complexity import count_macs, count_parameters, measure_latency

@@ -165,7 +165,6 @@ def test_report_md_links_everything_and_states_the_setup(report):
 
 def test_report_command_and_missing_results(experiments: Path, tmp_path: Path):
     from fume.cli import app
-    from fume.cli import report_commands  # noqa: F401
 
     # a smaller copy (the leakage grid only) keeps the figure drawing short
     small = tmp_path / "small"

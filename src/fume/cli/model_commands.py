@@ -11,7 +11,6 @@ from rich.table import Table
 
 from fume.cli import app
 from fume.errors import ConfigError
-from fume.io import write_json
 
 console = Console()
 
@@ -91,5 +90,7 @@ def model_card_command(
     console.print(table)
 
     if json_path is not None:
+        from fume.io import write_json
+
         write_json(json_path, card)
         console.print(f"wrote {json_path}")

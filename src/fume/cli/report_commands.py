@@ -9,6 +9,9 @@ from typing import Optional
 import typer
 
 from fume.cli import app
+from fume.logs import get_logger
+
+log = get_logger(__name__)
 
 
 def _split_arguments(arguments: list[str]) -> tuple[list[str], list[str]]:
@@ -95,5 +98,5 @@ def report_command(
     with console.status("writing the report"):
         result = build_report(experiments_dir, out, resamples=resamples, qualitative_per_class=qualitative)
     for warning in result.warnings:
-        console.print(f"[yellow]note:[/] {warning}")
+        log.warning(f"note: {warning}")
     console.print(f"[green]report[/]: {result.report_md}\n{len(result.tables)} tables, {len(result.figures)} figure files under {result.out}")

@@ -29,7 +29,7 @@ def train_command(
 
     console = Console(stderr=True)
     cfg = resolve_paths(load_config(config_file(config), overrides or []))
-    result = train(cfg, run_dir=out, resume=resume, console=console)
+    result = train(cfg, run_dir=out, resume=resume)
     from lightning.pytorch.utilities import rank_zero_only
 
     if rank_zero_only.rank == 0:

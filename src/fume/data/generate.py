@@ -1,4 +1,4 @@
-"""Synthetic dual-gas OGI dataset in the real layout (DESIGN.md section 2).
+"""Synthetic dual-gas OGI dataset in the real layout (fume.data.layout).
 
 Each *recording* is one gas filmed from one tube of rumen fluid at one pH; it gives one original
 frame and `augmentations` offline-augmented copies that share its `original_sample_id` (a tube

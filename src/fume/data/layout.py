@@ -1,5 +1,6 @@
-"""The real dataset layout (DESIGN.md section 1): annotation CSVs with paths relative to the root,
-possibly written on Windows, and the paired tables that pairing writes and training reads."""
+"""The real dataset layout: annotation CSVs (ANNOTATION_COLUMNS below) with paths relative to the
+root, possibly written on Windows, and the paired tables (PAIRED_COLUMNS) that pairing writes and
+training reads."""
 
 from __future__ import annotations
 

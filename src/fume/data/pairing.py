@@ -1,7 +1,7 @@
 """Pairing single-gas frames into dual-gas samples.
 
 A CO2 and a CH4 frame are never filmed at the same instant, so a "pair" is a CO2 frame and a CH4
-frame of the same pH and class (DESIGN.md section 1). Two strategies:
+frame of the same pH and class (the label both frames carry). Two strategies:
 
 - ``random``: within each (pH, class) group both gases are shuffled and matched. With
   ``reuse=True`` (default) every frame of the more common gas gets a partner and the rarer gas's

@@ -1,4 +1,5 @@
-"""Train/val/test splits that keep every recording in one split (DESIGN.md section 1, "Leakage").
+"""Train/val/test splits that keep every recording in one split: the augmented copies of a
+recording (same `original_sample_id`) never sit on both sides of the train/test boundary.
 
 The default split is grouped by `original_sample_id` and stratified by class, and within a class
 by pH level and by which gases a recording was filmed with (see `assign_splits`). `random`

@@ -1,6 +1,7 @@
-"""Training-time augmentation: the seed's list (DESIGN.md section 4) as an albumentations pipeline.
-Geometric transforms move a frame and its own mask together (masks by nearest neighbour); the
-photometric ones touch the frame only."""
+"""Training-time augmentation: the seed's list (settings and defaults in
+fume.config.AugmentationConfig, a config's data.augmentation section) as an albumentations
+pipeline. Geometric transforms move a frame and its own mask together (masks by nearest
+neighbour); the photometric ones touch the frame only."""
 
 from __future__ import annotations
 

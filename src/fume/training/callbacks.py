@@ -1,4 +1,4 @@
-"""Small Lightning callbacks: the end-of-validation metrics table and Ctrl-C -> last.ckpt."""
+"""Small Lightning callbacks: the end-of-validation metrics table and Ctrl-C / SIGTERM -> last.ckpt."""
 
 from __future__ import annotations
 
@@ -8,8 +8,13 @@ from typing import Any
 import lightning as L
 from lightning.pytorch.callbacks import RichProgressBar
 from lightning.pytorch.utilities import rank_zero_only
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 from rich.console import Console
 from rich.table import Table
+
+from fume.logs import get_logger
+
+log = get_logger(__name__)
 
 # The headline metrics, in this order (per-gas details stay in the logs and metrics.json).
 TABLE_ORDER = [
@@ -60,18 +65,23 @@ class LossProgressBar(RichProgressBar):
 
 
 class CheckpointOnInterrupt(L.Callback):
-    """Ctrl-C: save last.ckpt (weights, optimiser, scheduler, loop position) before Lightning exits,
-    so `--resume` continues from where the run stopped."""
+    """Ctrl-C or SIGTERM: save last.ckpt (weights, optimiser, scheduler, loop position) before
+    Lightning exits, so `--resume` continues from where the run stopped.
+
+    Ctrl-C arrives as KeyboardInterrupt (so does SIGTERM under the `fume` command, see fume.cli);
+    elsewhere Lightning turns SIGTERM into SIGTERMException at the next batch. A signal during a
+    checkpoint write waits until the file is complete (fume.io), so the interrupt lands here after
+    the write, never inside it."""
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
 
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
-        if not isinstance(exception, KeyboardInterrupt):
+        if not isinstance(exception, (KeyboardInterrupt, SIGTERMException)):
             return  # any other failure keeps the last good checkpoint untouched
-        trainer.save_checkpoint(self.path)
+        trainer.save_checkpoint(self.path, weights_only=False)  # the whole state, to resume from
         if trainer.is_global_zero:
-            Console(stderr=True).print(
-                f"[yellow]interrupted at epoch {trainer.current_epoch}, step {trainer.global_step}; saved {self.path}. "
-                f"Continue with `fume train ... --resume`.[/]"
+            log.warning(
+                f"interrupted at epoch {trainer.current_epoch}, step {trainer.global_step}; saved {self.path}. "
+                f"Continue with `fume train ... --resume`."
             )

@@ -1,5 +1,6 @@
 """Lightning writes checkpoints through FUME's atomic writer (fume.io): a kill during the write
-never leaves a truncated .ckpt under its final name, and Ctrl-C waits until the file is complete."""
+never leaves a truncated .ckpt under its final name, and Ctrl-C / SIGTERM wait until the file is
+complete (then CheckpointOnInterrupt saves last.ckpt and the run stops)."""
 
 from __future__ import annotations
 

@@ -30,9 +30,11 @@ def make_dataset(config: FumeConfig, split: str, train: bool = False, native_mas
 
     table = config.data.paired_table(split)
     if not table.is_file():
+        root = config.data.dataset_root
+        pair = f"fume pair {root}" + (f" --out {config.data.paired_dir}" if config.data.paired_dir is not None else "")
         raise DataError(
-            f"paired table for split {split!r} not found: {table}. Create it with `fume data pair` "
-            f"(data.paired_dir / data.dataset_root say where it is looked for)"
+            f"paired table for split {split!r} not found: {table}. Create it with `{pair}` (after `fume split {root}` "
+            f"if the split tables are missing too); data.paired_dir / data.dataset_root say where it is looked for"
         )
     augment = build_augmentation(config.data.augmentation) if (train and config.data.augment) else False
     return PairedDataset(

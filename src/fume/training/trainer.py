@@ -11,16 +11,19 @@ from typing import Any
 
 import lightning as L
 import torch
-from rich.console import Console
 
 from fume.config import FumeConfig
 from fume.errors import ConfigError
+from fume.logs import get_logger
+
+log = get_logger(__name__)
 
 CLS_METRICS = {"balanced_accuracy", "macro_f1", "accuracy"}
 SEG_METRICS = {"miou"}
 
 
-_NOISE = ("💡 Tip", "was configured so 100%", "Loading `train_dataloader` to estimate")
+# Lightning's interrupt note is followed by FUME's own line (CheckpointOnInterrupt).
+_NOISE = ("💡 Tip", "was configured so 100%", "Loading `train_dataloader` to estimate", "Detected KeyboardInterrupt")
 
 
 class _DropNoise(logging.Filter):
@@ -56,15 +59,15 @@ def model_outputs(config: FumeConfig) -> set[str]:
         raise ConfigError(f"model section of the config: {err}") from None
 
 
-def effective_monitor(requested: str, outputs: set[str], console: Console) -> str:
+def effective_monitor(requested: str, outputs: set[str]) -> str:
     """A segmentation-only model has no balanced accuracy to watch (and the reverse): fall back, loudly."""
     has_cls = "cls_logits" in outputs
     has_seg = any(k.endswith("_seg_logits") for k in outputs)
     if requested in CLS_METRICS | {"joint_score"} and not has_cls:
-        console.print(f"[yellow]note: the model does not classify; monitoring val_miou instead of val_{requested}[/]")
+        log.warning(f"the model does not classify; monitoring val_miou instead of val_{requested}")
         return "miou"
     if requested in SEG_METRICS | {"joint_score"} and not has_seg:
-        console.print(f"[yellow]note: the model does not segment; monitoring val_balanced_accuracy instead of val_{requested}[/]")
+        log.warning(f"the model does not segment; monitoring val_balanced_accuracy instead of val_{requested}")
         return "balanced_accuracy"
     return requested
 

@@ -14,12 +14,16 @@ from rich.console import Console
 
 from fume.errors import ConfigError
 from fume.config import FumeConfig, config_file, load_config, resolve_paths
+from fume.logs import get_logger
 
 QUICKSTART_CONFIG = "quickstart"  # shipped: fume/configs/quickstart.yaml
 
+log = get_logger(__name__)
 
-def prepare_synthetic_dataset(config: FumeConfig, console: Console) -> None:
-    """Generate, split (grouped by recording) and pair the dataset where a step's output is absent."""
+
+def prepare_synthetic_dataset(config: FumeConfig, console: Console | None = None) -> None:
+    """Generate, split (grouped by recording) and pair the dataset where a step's output is absent;
+    the generator's progress bar draws on `console` (default: stderr), the steps are logged."""
     from fume.data.generate import generate_dataset
     from fume.data.layout import ANNOTATIONS_FILE, SPLITS, paired_table_name, split_tables_present
     from fume.data.pairing import pair_dataset
@@ -33,21 +37,22 @@ def prepare_synthetic_dataset(config: FumeConfig, console: Console) -> None:
         from rich.progress import Progress
 
         total = synthetic.n_originals * (1 + synthetic.augmentations)
-        with Progress(console=console, transient=True) as bar:
+        with Progress(console=console or Console(stderr=True), transient=True) as bar:
             task = bar.add_task(f"generating {total} synthetic frames", total=total)
             generate_dataset(root, **synthetic.generator_kwargs(), label_config=config.data.labels, progress=lambda k: bar.advance(task, k))
-        console.print(f"generated {total} frames ({synthetic.size[0]}x{synthetic.size[1]}) in {root}")
+        log.info(f"generated {total} frames ({synthetic.size[0]}x{synthetic.size[1]}) in {root}")
     if not split_tables_present(root):
         split_dataset(root, seed=config.experiment.seed)
-        console.print("split by recording (grouped, stratified by class): train / val / test")
+        log.info(f"split {root} by recording (grouped, stratified by class): train / val / test")
     tables_dir = config.data.paired_tables_dir
     if not all((tables_dir / paired_table_name(s)).exists() for s in SPLITS):
         pair_dataset(root, out=tables_dir, seed=config.experiment.seed)
-        console.print("paired CO2 and CH4 frames of the same pH")
+        log.info(f"paired CO2 and CH4 frames of the same pH into {tables_dir}")
 
 
 def quickstart(out: str | Path = "outputs/quickstart", config_path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = (), console: Console | None = None):
-    """Run the pipeline and print the test metrics; returns the EvaluationResult."""
+    """Run the pipeline and print the test metrics table and a summary on `console` (default:
+    stdout); returns the EvaluationResult."""
     from fume.workflows.evaluate import evaluate_checkpoint
     from fume.training.callbacks import metrics_table
     from fume.workflows.train import train
@@ -67,7 +72,7 @@ def quickstart(out: str | Path = "outputs/quickstart", config_path: str | Path |
     while run_dir.exists():  # never reuse an earlier run's folder
         n += 1
         run_dir = out / "runs" / f"{stamp}-{n}"
-    result = train(config, run_dir=run_dir, console=console)
+    result = train(config, run_dir=run_dir)
     trained = time.perf_counter()
     evaluation = evaluate_checkpoint(result.best_checkpoint, split="test", out=run_dir / "eval-test")
     done = time.perf_counter()

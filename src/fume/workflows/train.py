@@ -22,12 +22,14 @@ from typing import Any
 
 import lightning as L
 from lightning.pytorch.utilities import rank_zero_only
-from rich.console import Console
 
 from fume.config import FumeConfig, dump_config, save_config
 from fume.errors import DataError, FumeError
 from fume.io import write_csv, write_json
+from fume.logs import get_logger
 from fume.training.trainer import ValidationHistory, build_trainer, effective_monitor, model_outputs, quiet_lightning
+
+log = get_logger(__name__)
 
 
 @dataclass
@@ -123,18 +125,21 @@ def _best_metrics(history: list[dict[str, Any]], monitor: str) -> dict[str, Any]
     return max(history, key=score)
 
 
-def train(config: FumeConfig, run_dir: str | Path | None = None, resume: bool = False, console: Console | None = None) -> TrainResult:
+def train(config: FumeConfig, run_dir: str | Path | None = None, resume: bool = False) -> TrainResult:
     """Train the configured model; returns where everything went. Raises FumeError subclasses for
-    bad data, a bad config, or a non-finite loss (naming the step)."""
+    bad data, a bad config, or a non-finite loss (naming the step). Messages go to the
+    "fume.*" loggers (fume.logs). Ctrl-C saves checkpoints/last.ckpt, logs how to continue and
+    raises SystemExit(1) (Lightning's way out of an interrupted fit)."""
     from fume.training.datamodule import FumeDataModule
     from fume.training.module import FumeTask
 
-    console = console or Console(stderr=True)
     quiet_lightning()
     start = time.perf_counter()
     run_dir = Path(run_dir) if run_dir is not None else default_run_dir(config)
     resume = resume or config.resume.enabled
     ckpt_path = prepare_run_dir(config, run_dir, resume)
+    if ckpt_path is not None:
+        log.info(f"resuming from {ckpt_path}")
     L.seed_everything(config.experiment.seed, workers=True, verbose=False)
 
     if config.data.validate_before_training:
@@ -143,8 +148,8 @@ def train(config: FumeConfig, run_dir: str | Path | None = None, resume: bool = 
     datamodule.setup("fit")  # fail on a missing table before any process group starts
 
     outputs = model_outputs(config)
-    monitor = effective_monitor(config.training.checkpoint.monitor, outputs, console)
-    stop_monitor = effective_monitor(config.training.early_stopping.monitor, outputs, console)
+    monitor = effective_monitor(config.training.checkpoint.monitor, outputs)
+    stop_monitor = effective_monitor(config.training.early_stopping.monitor, outputs)
     run_dir.mkdir(parents=True, exist_ok=True)
     _save_run_config(config, run_dir)
 
