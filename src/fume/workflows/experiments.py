@@ -32,7 +32,10 @@ from fume.errors import DataError, FumeError
 from fume.reporting.grid import ENVIRONMENT_FILE, RESULTS_FILE, ComplexitySettings, Grid, Preset, RunSpec, config_hash, expand_grids, get_preset, load_grid
 from fume.config import FumeConfig, override_config, resolve_paths
 from fume.io import write_json, write_text
+from fume.logs import get_logger
 from fume.machine import machine_info
+
+log = get_logger(__name__)
 
 RUN_INFO_FILE = "run_info.json"
 TEST_DIR = "test"
@@ -114,10 +117,11 @@ def place_data(specs: list[RunSpec], out: Path) -> None:
         spec.config = resolve_paths(override_config(spec.config, extra, spec.title))
 
 
-def write_random_split(config: FumeConfig, console: Console) -> None:
+def write_random_split(config: FumeConfig, console: Console | None = None) -> None:
     """The naive split of the original work: rows (not recordings) drawn into train/val/test, so
     augmented copies of one recording land on both sides. Written to data.paired_dir: the split
-    tables and their paired tables (paths relative to the dataset root)."""
+    tables and their paired tables (paths relative to the dataset root). The message goes to the
+    log; `console` is accepted for earlier callers and not used."""
     from fume.data.layout import SPLITS, paired_table_name, read_annotations, split_table_name
     from fume.io import write_csv
     from fume.data.pairing import pair_table
@@ -133,11 +137,12 @@ def write_random_split(config: FumeConfig, console: Console) -> None:
         part = table[which == i].reset_index(drop=True)
         write_csv(out / split_table_name(split), part)
         write_csv(out / paired_table_name(split), pair_table(part, "random", seed + i, id_prefix=f"{split}-"))
-    console.print(f"naive random (row-level) split of {config.data.dataset_root} written to {out}")
+    log.info(f"naive random (row-level) split of {config.data.dataset_root} written to {out}")
 
 
-def prepare_data(specs: list[RunSpec], console: Console) -> None:
-    """Generate / split / pair what the runs need, once per dataset, before the first run."""
+def prepare_data(specs: list[RunSpec], console: Console | None = None) -> None:
+    """Generate / split / pair what the runs need, once per dataset, before the first run (the
+    generator's progress bar draws on `console`, default stderr)."""
     from fume.data.layout import SPLITS, paired_table_name
     from fume.workflows.quickstart import prepare_synthetic_dataset
 
@@ -156,7 +161,7 @@ def prepare_data(specs: list[RunSpec], console: Console) -> None:
             seeded = grouped.model_copy(update={"experiment": grouped.experiment.model_copy(update={"seed": data_seed(cfg)})})
             prepare_synthetic_dataset(seeded, console)
         if spec.variant.split == "random":
-            write_random_split(cfg, console)
+            write_random_split(cfg)
         else:
             missing = [paired_table_name(s) for s in SPLITS if not (cfg.data.paired_tables_dir / paired_table_name(s)).is_file()]
             if missing:
@@ -170,14 +175,15 @@ def prepare_data(specs: list[RunSpec], console: Console) -> None:
 # ------------------------------------------------------------------ one run
 
 
-def train_and_evaluate(spec: RunSpec, run_dir: Path, console: Console) -> dict[str, Any]:
-    """fume train, then fume evaluate --save-masks on the test split into RUN_DIR/test."""
+def train_and_evaluate(spec: RunSpec, run_dir: Path, console: Console | None = None) -> dict[str, Any]:
+    """fume train, then fume evaluate --save-masks on the test split into RUN_DIR/test (messages go
+    to the log; `console` is accepted for earlier callers and not used)."""
     import torch
 
     from fume.workflows.evaluate import evaluate_checkpoint
     from fume.workflows.train import train
 
-    result = train(spec.config, run_dir=run_dir, console=console)
+    result = train(spec.config, run_dir=run_dir)
     checkpoint = result.best_checkpoint or result.last_checkpoint
     if checkpoint is None:
         raise FumeError(f"{spec.title}: training wrote no checkpoint in {run_dir / 'checkpoints'}")
@@ -211,14 +217,14 @@ def measure_complexity(config: FumeConfig, settings: ComplexitySettings) -> dict
     }
 
 
-def _move_aside(run_dir: Path, console: Console) -> None:
+def _move_aside(run_dir: Path) -> None:
     target = run_dir.with_name(f"{run_dir.name}.failed-{time.strftime('%Y%m%d-%H%M%S')}")
     n = 1
     while target.exists():
         target = run_dir.with_name(f"{run_dir.name}.failed-{time.strftime('%Y%m%d-%H%M%S')}-{n}")
         n += 1
     run_dir.rename(target)
-    console.print(f"[yellow]unfinished run {run_dir} moved to {target.name}; running it again[/]")
+    log.warning(f"unfinished run {run_dir} moved to {target.name}; running it again")
 
 
 def result_row(spec: RunSpec, run_dir: Path, out: Path, status: str, error: str = "") -> dict[str, Any]:
@@ -320,10 +326,11 @@ def run_experiments(
     overrides: list[str] | tuple[str, ...] = (),
     console: Console | None = None,
 ) -> ExperimentsResult:
-    """Validate every run, prepare the data, then train + evaluate each unfinished run."""
+    """Validate every run, prepare the data, then train + evaluate each unfinished run. Progress
+    messages go to the "fume.workflows.experiments" logger; `console` (default stderr) is where
+    the dataset generator's progress bar draws."""
     import torch
 
-    console = console or Console(stderr=True)
     specs, chosen = plan(grid_paths, Path(out).resolve(), seeds, preset, overrides)
     threads = torch.get_num_threads()
     if chosen.threads is not None:
@@ -336,12 +343,12 @@ def run_experiments(
 
 def _run_all(
     specs: list[RunSpec], chosen: Preset, grid_paths: list[str | Path], out: Path, seeds: list[int] | None,
-    preset: str | Preset | None, overrides: list[str] | tuple[str, ...], console: Console,
+    preset: str | Preset | None, overrides: list[str] | tuple[str, ...], console: Console | None,
 ) -> ExperimentsResult:
     start = time.perf_counter()
     started_at = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     preset_name = preset if isinstance(preset, str) or preset is None else "custom"
-    console.print(f"{len(specs)} runs validated ({len({config_hash(s.config) for s in specs})} distinct configurations)")
+    log.info(f"{len(specs)} runs validated ({len({config_hash(s.config) for s in specs})} distinct configurations)")
     out.mkdir(parents=True, exist_ok=True)
     prepare_data(specs, console)
 
@@ -363,7 +370,7 @@ def _run_all(
         prefix = f"[{i}/{len(specs)}] {spec.title}"
         if is_finished(run_dir) or digest in finished:
             run_dir = run_dir if is_finished(run_dir) else finished[digest]
-            console.print(f"{prefix}: finished, skipped ({os.path.relpath(run_dir, out)})")
+            log.info(f"{prefix}: finished, skipped ({os.path.relpath(run_dir, out)})")
             skipped += 1
             rows.append(result_row(spec, run_dir, out, "ok"))
             write_results(rows, out)
@@ -372,9 +379,9 @@ def _run_all(
             rows.append(result_row(spec, run_dir, out, "failed", failed_hashes[digest]))
             failed.append(spec.title)
             continue
-        console.print(f"[bold]{prefix}[/]: training ({spec.config.model.name}, {' '.join(spec.variant.overrides) or 'base config'})")
+        log.info(f"{prefix}: training ({spec.config.model.name}, {' '.join(spec.variant.overrides) or 'base config'})")
         if run_dir.exists():
-            _move_aside(run_dir, console)
+            _move_aside(run_dir)
         try:
             info = train_and_evaluate(spec, run_dir, console)
             model_key = spec.config.model.model_dump_json()
@@ -386,7 +393,7 @@ def _run_all(
             write_text(run_dir / RUN_INFO_FILE, json.dumps(info, indent=2, default=str) + "\n")
         except Exception as err:  # one failed run must not cost the others; KeyboardInterrupt still stops
             message = f"{type(err).__name__}: {err}".splitlines()[0][:500]
-            console.print(f"[red]{prefix} failed:[/] {message}")
+            log.error(f"{prefix} failed: {message}")
             failed.append(spec.title)
             failed_hashes[digest] = message
             rows.append(result_row(spec, run_dir, out, "failed", message))
@@ -397,7 +404,7 @@ def _run_all(
         rows.append(result_row(spec, run_dir, out, "ok"))
         write_results(rows, out)
         minutes = (time.perf_counter() - start) / 60
-        console.print(f"{prefix}: done in {info['train_seconds']:.0f} s of training; {minutes:.1f} min so far")
+        log.info(f"{prefix}: done in {info['train_seconds']:.0f} s of training; {minutes:.1f} min so far")
 
     results_csv = write_results(rows, out) if rows else out / RESULTS_FILE
     seconds = time.perf_counter() - start
