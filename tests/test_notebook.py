@@ -12,6 +12,7 @@ from nbclient import NotebookClient
 NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "train_fume.ipynb"
 
 
+@pytest.mark.slow  # the whole tutorial at a tiny size: ~9 s
 def test_notebook_runs_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setenv("FUME_NOTEBOOK_TINY", "1")  # the kernel inherits the environment
     monkeypatch.setenv("FUME_NOTEBOOK_OUT", str(tmp_path / "work"))

@@ -12,7 +12,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from fume.cli import app, report_commands, train_commands  # noqa: F401  (registers the commands)
+from fume.cli import app
 from fume.config import config_file, load_config, shipped_configs
 from fume.errors import ConfigError
 from fume.reporting.grid import get_preset, load_grid, load_presets, shipped_grids, variant_config

@@ -82,9 +82,16 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
             tmp.unlink(missing_ok=True)
 
 
-def write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+def write_bytes(path: str | os.PathLike, data: bytes, durable: bool = True) -> Path:
+    """`durable`: the data reach the disk before the rename (fsync), so a power cut leaves the old
+    file or the new one, never an empty one. Bulk outputs that can be made again (generated
+    frames, masks) skip it: an fsync per frame would slow the generator several times over."""
     with atomic_path(path) as tmp:
-        tmp.write_bytes(data)
+        with open(tmp, "wb") as f:
+            f.write(data)
+            if durable:
+                f.flush()
+                os.fsync(f.fileno())
     return Path(path)
 
 
@@ -137,7 +144,7 @@ def write_png(path: str | os.PathLike, image: np.ndarray, compression: int | Non
     ok, data = cv2.imencode(".png", image, params)
     if not ok:
         raise OSError(f"could not encode {path} as PNG (array of shape {image.shape}, dtype {image.dtype})")
-    return write_bytes(path, data.tobytes())
+    return write_bytes(path, data.tobytes(), durable=False)
 
 
 def write_with(path: str | os.PathLike, writer: Callable[[Path], Any]) -> Path:

@@ -33,7 +33,7 @@ class FakeTraining:
         self.calls: list[str] = []
         self.fail = set(fail)
 
-    def __call__(self, spec, run_dir: Path, console) -> dict:
+    def __call__(self, spec, run_dir: Path) -> dict:
         self.calls.append(spec.title)
         (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
         if spec.variant.name in self.fail:

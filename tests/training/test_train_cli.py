@@ -122,6 +122,7 @@ def assert_clean_interrupt(done: subprocess.CompletedProcess, run: Path, epoch: 
     assert not list((run / "checkpoints").glob(".*.tmp*"))  # the temporary file of every write is gone
 
 
+@pytest.mark.slow  # two processes start and sync: ~10 s on 2 cores
 def test_two_process_ddp_on_cpu(train_args, tiny_dataset, tmp_path):
     run = tmp_path / "ddp"
     cmd = [*FUME, *train_args(tiny_dataset, run, "training.num_epochs=1", "trainer.accelerator=cpu", "trainer.devices=2",
@@ -136,6 +137,7 @@ def test_two_process_ddp_on_cpu(train_args, tiny_dataset, tmp_path):
     assert (run / "metrics.json").is_file() and (run / "config.yaml").is_file()
 
 
+@pytest.mark.slow  # a real training run, interrupted, then resumed: ~12 s
 @pytest.mark.parametrize("signal_name", ["SIGINT", "SIGTERM"])
 def test_signal_during_a_checkpoint_write_waits_for_the_file_then_stops_cleanly(train_args, tiny_dataset, tmp_path, signal_name):
     """The fault of a Ctrl-C inside torch.save (`RuntimeError: [enforce fail at inline_container.cc]`

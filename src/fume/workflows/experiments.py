@@ -117,11 +117,10 @@ def place_data(specs: list[RunSpec], out: Path) -> None:
         spec.config = resolve_paths(override_config(spec.config, extra, spec.title))
 
 
-def write_random_split(config: FumeConfig, console: Console | None = None) -> None:
+def write_random_split(config: FumeConfig) -> None:
     """The naive split of the original work: rows (not recordings) drawn into train/val/test, so
     augmented copies of one recording land on both sides. Written to data.paired_dir: the split
-    tables and their paired tables (paths relative to the dataset root). The message goes to the
-    log; `console` is accepted for earlier callers and not used."""
+    tables and their paired tables (paths relative to the dataset root)."""
     from fume.data.layout import SPLITS, paired_table_name, read_annotations, split_table_name
     from fume.io import write_csv
     from fume.data.pairing import pair_table
@@ -175,9 +174,9 @@ def prepare_data(specs: list[RunSpec], console: Console | None = None) -> None:
 # ------------------------------------------------------------------ one run
 
 
-def train_and_evaluate(spec: RunSpec, run_dir: Path, console: Console | None = None) -> dict[str, Any]:
+def train_and_evaluate(spec: RunSpec, run_dir: Path) -> dict[str, Any]:
     """fume train, then fume evaluate --save-masks on the test split into RUN_DIR/test (messages go
-    to the log; `console` is accepted for earlier callers and not used)."""
+    to the log)."""
     import torch
 
     from fume.workflows.evaluate import evaluate_checkpoint
@@ -289,7 +288,7 @@ def plan(
 ) -> tuple[list[RunSpec], Preset]:
     """Load the grids and validate every variant x seed (nothing is trained or written)."""
     if not grid_paths:
-        raise FumeError("give at least one grid file, e.g. configs/experiments/baselines.yaml")
+        raise FumeError("give at least one grid: a shipped name (baselines, ablations, leakage) or a grid file")
     chosen = preset if isinstance(preset, Preset) else get_preset(preset)
     grids: list[Grid] = [load_grid(p) for p in grid_paths]
     names = [g.name for g in grids]
@@ -383,7 +382,7 @@ def _run_all(
         if run_dir.exists():
             _move_aside(run_dir)
         try:
-            info = train_and_evaluate(spec, run_dir, console)
+            info = train_and_evaluate(spec, run_dir)
             model_key = spec.config.model.model_dump_json()
             if model_key not in complexity_cache:
                 complexity_cache[model_key] = measure_complexity(spec.config, chosen.complexity)

@@ -73,7 +73,8 @@ def prepare_run_dir(config: FumeConfig, run_dir: Path, resume: bool) -> Path | N
         if not ckpt.is_file():
             raise FumeError(f"cannot resume: checkpoint {ckpt} not found (resume.checkpoint or RUN_DIR/checkpoints/last.ckpt)")
         return ckpt
-    existing = sorted(p.name for p in ckpt_dir.glob("*.ckpt")) if ckpt_dir.is_dir() else []
+    # Hidden files are a killed writer's temporaries (fume.io), not checkpoints.
+    existing = sorted(p.name for p in ckpt_dir.glob("*.ckpt") if not p.name.startswith(".")) if ckpt_dir.is_dir() else []
     if existing and rank_zero_only.rank == 0:
         raise FumeError(
             f"run directory {run_dir} already holds checkpoints ({', '.join(existing[:3])}); continue that run with "
