@@ -45,15 +45,14 @@ def _paired(root: Path, n: int, missing_every: int = 0) -> pd.DataFrame:
 def test_item_shapes_dtypes_and_missing_gas(tmp_path: Path) -> None:
     table = _paired(tmp_path, 4, missing_every=2)
     table.to_csv(tmp_path / "paired_train_annotations.csv", index=False)
-    ds = PairedDataset(tmp_path / "paired_train_annotations.csv", tmp_path, image_size=(32, 24), native_masks=True)
+    ds = PairedDataset(tmp_path / "paired_train_annotations.csv", tmp_path, image_size=(32, 24))
     item = ds[0]  # CH4 missing
     assert item["co2_frame"].shape == (1, 24, 32) and item["co2_frame"].dtype == torch.float32
     assert item["co2_mask"].shape == (24, 32) and item["co2_mask"].dtype == torch.int64
-    assert item["co2_native_mask"].shape == (H, W)
     assert 0.0 <= item["co2_frame"].min() and item["co2_frame"].max() <= 1.0
     assert torch.equal(item["modality_mask"], torch.tensor([1.0, 0.0]))
     assert item["ch4_frame"].abs().sum() == 0 and item["ch4_mask"].sum() == 0
-    assert item["ch4_frame"].shape == (1, 24, 32) and item["ch4_native_mask"].shape == (H, W)
+    assert item["ch4_frame"].shape == (1, 24, 32) and item["ch4_mask"].shape == (24, 32)
     assert item["class_label"].dtype == torch.int64 and item["class_label"].ndim == 0
     assert item["ph_value"].dtype == torch.float32 and item["ph_value"].item() == pytest.approx(6.5)
     assert item["sample_id"] == "s0"

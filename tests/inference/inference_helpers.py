@@ -49,9 +49,9 @@ def make_checkpoint(
 def _train_loader(config: FumeConfig, batch_size: int = 4):
     from torch.utils.data import DataLoader
 
-    from fume.training.datamodule import collate_pairs, make_dataset
+    from fume.training.datamodule import make_dataset
 
-    return DataLoader(make_dataset(config, "train"), batch_size=batch_size, shuffle=False, collate_fn=collate_pairs)
+    return DataLoader(make_dataset(config, "train"), batch_size=batch_size, shuffle=False)
 
 
 def calibrate_batch_norm(task: FumeTask, config: FumeConfig, batches: int = 2) -> None:

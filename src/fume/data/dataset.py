@@ -40,8 +40,8 @@ class PairedDataset(Dataset):
 
     Item: co2_frame / ch4_frame float32 (1, H, W) in [0, 1]; co2_mask / ch4_mask int64 (H, W);
     class_label int64 and ph_value float32 scalars; modality_mask float32 [CO2 present, CH4
-    present]; sample_id. A missing gas is all zeros with a 0 in the modality mask. With
-    `native_masks`, also co2_native_mask / ch4_native_mask at the file's own size (unaugmented).
+    present]; sample_id. A missing gas is all zeros with a 0 in the modality mask. (Scoring at
+    the frames' native size goes through fume.evaluation.engine, not through this dataset.)
 
     Randomness (augmentation, modality dropout) comes from torch's generator, so it follows
     torch.manual_seed and differs between DataLoader workers and epochs; pass `seed` for a fixed
@@ -55,7 +55,6 @@ class PairedDataset(Dataset):
         image_size: tuple[int, int] | None = None,
         augment: bool | A.Compose = False,
         modality_dropout: float = 0.0,
-        native_masks: bool = False,
         seed: int | None = None,
         label_config: LabelConfig = LabelConfig(),
     ) -> None:
@@ -68,7 +67,6 @@ class PairedDataset(Dataset):
         self.image_size = tuple(int(v) for v in image_size) if image_size is not None else None
         self.augment = build_augmentation() if augment is True else (augment or None)
         self.modality_dropout = float(modality_dropout)
-        self.native_masks = native_masks
         self.seed = seed
         self.label_config = label_config
         self.epoch = 0
@@ -101,16 +99,15 @@ class PairedDataset(Dataset):
             return np.random.default_rng(entropy)
         return np.random.default_rng([self.seed, self.epoch, index])
 
-    def _load_gas(self, row: pd.Series, gas: str, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _load_gas(self, row: pd.Series, gas: str, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         frame, mask = load_labelled_frame(self.root / row[f"{gas}_frame"], self.root / row[f"{gas}_mask"])
-        native = mask
         if self.image_size is not None:
             frame, mask = resize_frame(frame, self.image_size), resize_mask(mask, self.image_size)
         if self.augment is not None:
             seed_augmentation(self.augment, int(rng.integers(2**31)))
             out = self.augment(image=frame, mask=mask)
             frame, mask = out["image"], out["mask"]
-        return frame, mask, native
+        return frame, mask
 
     def __getitem__(self, index: int) -> dict:
         row = self.table.iloc[index]
@@ -119,23 +116,15 @@ class PairedDataset(Dataset):
         if self.modality_dropout > 0 and all(present.values()) and rng.random() < self.modality_dropout:
             present[GASES[int(rng.integers(2))]] = False
         item: dict = {}
-        shapes = {}
         loaded = {gas: self._load_gas(row, gas, rng) for gas in GASES if present[gas]}
-        for gas, (frame, mask, native) in loaded.items():
+        for gas, (frame, mask) in loaded.items():
             item[f"{gas}_frame"] = torch.from_numpy(frame_to_input(frame)).unsqueeze(0)
             item[f"{gas}_mask"] = torch.from_numpy(mask.astype(np.int64))
-            if self.native_masks:
-                item[f"{gas}_native_mask"] = torch.from_numpy(native.astype(np.int64))
-            shapes[gas] = (frame.shape, native.shape)
+        shape = next(iter(loaded.values()))[0].shape  # a missing gas takes the other one's shape
         for gas in GASES:
-            if gas in loaded:
-                continue
-            # A missing gas takes the shape of the other one (there always is one).
-            other = shapes[next(iter(shapes))]
-            item[f"{gas}_frame"] = torch.zeros((1, *other[0]), dtype=torch.float32)
-            item[f"{gas}_mask"] = torch.zeros(other[0], dtype=torch.int64)
-            if self.native_masks:
-                item[f"{gas}_native_mask"] = torch.zeros(other[1], dtype=torch.int64)
+            if gas not in loaded:
+                item[f"{gas}_frame"] = torch.zeros((1, *shape), dtype=torch.float32)
+                item[f"{gas}_mask"] = torch.zeros(shape, dtype=torch.int64)
         item["class_label"] = torch.tensor(int(row["class_id"]), dtype=torch.int64)
         item["ph_value"] = torch.tensor(float(row["ph_value"]), dtype=torch.float32)
         item["modality_mask"] = torch.tensor([float(present[g]) for g in GASES], dtype=torch.float32)

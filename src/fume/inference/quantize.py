@@ -15,13 +15,13 @@ from fume.errors import DataError
 DEFAULT_CALIBRATION_PAIRS = 64
 
 
-def paired_dataset(table: str | os.PathLike, root: str | os.PathLike | None, size: tuple[int, int], label_config: Any, native_masks: bool = False):
+def paired_dataset(table: str | os.PathLike, root: str | os.PathLike | None, size: tuple[int, int], label_config: Any):
     """PairedDataset over a paired CSV; paths relative to `root` (default: the CSV's folder)."""
     table = Path(table)
     if not table.is_file():
         raise DataError(f"paired table not found: {table}")
     root = Path(root) if root is not None else table.parent
-    return PairedDataset(table, root, image_size=size, native_masks=native_masks, label_config=label_config)
+    return PairedDataset(table, root, image_size=size, label_config=label_config)
 
 
 def pick_evenly(n_items: int, n_wanted: int) -> list[int]:

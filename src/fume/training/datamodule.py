@@ -7,23 +7,11 @@ from typing import Any
 import lightning as L
 import torch
 from torch.utils.data import DataLoader, WeightedRandomSampler
-from torch.utils.data._utils.collate import default_collate
 
 from fume.errors import DataError
 from fume.config import FumeConfig
 
-# Kept per sample: native-resolution masks may differ in size from one frame to the next.
-LIST_KEYS = ("co2_native_mask", "ch4_native_mask")
-
-
-def collate_pairs(items: list[dict[str, Any]]) -> dict[str, Any]:
-    listed = {k: [item.pop(k) for item in items] for k in LIST_KEYS if k in items[0]}
-    batch = default_collate(items)
-    batch.update(listed)
-    return batch
-
-
-def make_dataset(config: FumeConfig, split: str, train: bool = False, native_masks: bool = False):
+def make_dataset(config: FumeConfig, split: str, train: bool = False):
     """PairedDataset for one split; augmentation and modality dropout only when `train`."""
     from fume.data.dataset import PairedDataset
     from fume.data.transforms import build_augmentation
@@ -43,7 +31,6 @@ def make_dataset(config: FumeConfig, split: str, train: bool = False, native_mas
         image_size=tuple(config.data.image_size),
         augment=augment,
         modality_dropout=config.data.modality_dropout if train else 0.0,
-        native_masks=native_masks,
         seed=config.experiment.seed if train else None,
         label_config=config.data.labels,
     )
@@ -74,7 +61,6 @@ class FumeDataModule(L.LightningDataModule):
             num_workers=workers,
             persistent_workers=workers > 0,
             pin_memory=self.config.data.pin_memory and torch.cuda.is_available(),
-            collate_fn=collate_pairs,
             **kwargs,
         )
 
