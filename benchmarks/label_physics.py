@@ -28,9 +28,9 @@ from sklearn.model_selection import StratifiedGroupKFold
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from fume.data.generate import generate_dataset, parse_size
-from fume.data.frames import load_mask
 from fume.contract import GAS
+from fume.data.frames import load_mask
+from fume.data.generate import generate_dataset, parse_size
 from fume.data.layout import read_annotations
 from fume.data.pairing import pair_table
 

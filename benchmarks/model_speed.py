@@ -23,11 +23,11 @@ import onnxruntime as ort
 import torch
 
 from fume.contract import parse_size
+from fume.inference.onnx import export_onnx
 from fume.machine import machine_description
 from fume.models import create_model
-from fume.models.prepare import prepare_for_inference
 from fume.models.complexity import count_macs, count_parameters, example_pair
-from fume.inference.onnx import export_onnx
+from fume.models.prepare import prepare_for_inference
 
 MODELS = ("fume", "fastscnn")
 

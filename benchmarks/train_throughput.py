@@ -23,11 +23,11 @@ from pathlib import Path
 import lightning as L
 import torch
 
+from fume.config import load_config
+from fume.contract import parse_size
 from fume.data.generate import generate_dataset
 from fume.data.pairing import pair_dataset
 from fume.data.split import split_dataset
-from fume.contract import parse_size
-from fume.config import load_config
 from fume.training.datamodule import FumeDataModule
 from fume.training.module import FumeTask
 

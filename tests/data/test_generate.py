@@ -5,17 +5,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from fume.contract import parse_size
-from fume.data.generate import (
-    PlumePhysics,
-    Recording,
-    allocate_recordings,
-    generate_dataset,
-    largest_remainder,
-    render_recording,
-)
-from fume.data.frames import load_frame, load_mask
 from fume.config import LabelConfig
+from fume.contract import parse_size
+from fume.data.frames import load_frame, load_mask
+from fume.data.generate import PlumePhysics, Recording, allocate_recordings, generate_dataset, largest_remainder, render_recording
 from fume.data.layout import ANNOTATION_COLUMNS, read_annotations
 from fume.data.validate import validate_dataset
 from fume.errors import ConfigError

@@ -3,15 +3,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from data_helpers import write_png
 from PIL import Image
 
-from fume.data.frames import load_frame, load_mask
 from fume.config import LabelConfig
+from fume.data.frames import load_frame, load_mask
 from fume.data.layout import ANNOTATION_COLUMNS, normalise_path, read_annotations
-from fume.io import write_csv
 from fume.errors import DataError
-
-from data_helpers import write_png
+from fume.io import write_csv
 
 
 @pytest.mark.parametrize(

@@ -13,13 +13,13 @@ from sklearn.metrics import balanced_accuracy_score, cohen_kappa_score, confusio
 from typer.testing import CliRunner
 
 from fume.cli import app
+from fume.config import load_config, resolve_paths
 from fume.data.generate import generate_dataset
 from fume.data.pairing import pair_dataset
 from fume.data.split import split_dataset
 from fume.errors import ConfigError
 from fume.evaluation.metrics import METRIC_KEYS
 from fume.workflows.evaluate import evaluate_checkpoint
-from fume.config import load_config, resolve_paths
 
 CONFIG = "fume_fastscnn"  # the shipped config, by name
 NATIVE = (128, 96)  # frames on disk; the model sees 64x64

@@ -6,14 +6,7 @@ import warnings
 import numpy as np
 import pytest
 import torch
-from sklearn.metrics import (
-    accuracy_score,
-    balanced_accuracy_score,
-    cohen_kappa_score,
-    confusion_matrix,
-    f1_score,
-    jaccard_score,
-)
+from sklearn.metrics import accuracy_score, balanced_accuracy_score, cohen_kappa_score, confusion_matrix, f1_score, jaccard_score
 
 from fume.evaluation.boundary import hd95_asd
 from fume.evaluation.metrics import ClassificationMetrics, SegmentationMetrics, joint_score, upsample_labels

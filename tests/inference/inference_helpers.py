@@ -6,10 +6,10 @@ from pathlib import Path
 
 import torch
 
+from fume.config import FumeConfig
 from fume.data.generate import generate_dataset
 from fume.data.pairing import pair_dataset
 from fume.data.split import split_dataset
-from fume.config import FumeConfig
 from fume.training.module import FumeTask
 
 MODEL_SIZE = (128, 96)  # (W, H): the size the test models run at

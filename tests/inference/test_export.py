@@ -13,8 +13,8 @@ import torch
 
 from fume.errors import ConfigError, FumeError
 from fume.inference import Predictor
-from fume.workflows.export import export_checkpoint
 from fume.models.checkpoint import load_model_from_checkpoint
+from fume.workflows.export import export_checkpoint
 
 
 def test_onnx_has_named_io_dynamic_batch_and_matches_torch(onnx_export, checkpoint: Path, dataset: Path) -> None:

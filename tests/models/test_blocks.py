@@ -4,14 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from fume.models.blocks import (
-    ChannelAttention,
-    CrossModalAttention,
-    InvertedResidual,
-    PyramidPooling,
-    SelfAttention,
-    adaptive_avg_pool2d_matmul,
-)
+from fume.models.blocks import ChannelAttention, CrossModalAttention, InvertedResidual, PyramidPooling, SelfAttention, adaptive_avg_pool2d_matmul
 from fume.models.fastscnn import FastSCNNEncoder
 
 

@@ -12,13 +12,7 @@ from torch import nn
 from fume.config import ModelConfig
 from fume.contract import ENCODERS, FUSIONS, MODALITIES, OUTPUT_NAMES, TASKS
 from fume.errors import ConfigError
-from fume.models import (
-    DualGasModel,
-    create_model,
-    list_models,
-    model_options,
-    output_names,
-)
+from fume.models import DualGasModel, create_model, list_models, model_options, output_names
 from fume.models.fume import FUME, FUSION_PARTS
 from fume.models.registry import model_entry, register_model
 

@@ -5,8 +5,8 @@ import pytest
 import torch
 from model_helpers import make_nontrivial, random_pair
 
-from fume.models import create_model, list_models
 from fume.inference.onnx import export_onnx
+from fume.models import create_model, list_models
 
 
 def _session(path) -> ort.InferenceSession:

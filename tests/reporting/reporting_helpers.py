@@ -10,9 +10,9 @@ import cv2
 import numpy as np
 import pandas as pd
 
+from fume.config import FumeConfig, load_config, save_config
 from fume.data.frames import load_mask
 from fume.evaluation.metrics import METRIC_KEYS
-from fume.config import FumeConfig, load_config, save_config
 
 TINY_OVERRIDES = [
     "data.synthetic={n_originals: 12, augmentations: 1, size: [64, 64], seed: 0, class_mix: [1, 1, 1]}",

@@ -15,8 +15,8 @@ from typer.testing import CliRunner
 from fume.errors import DataError
 from fume.reporting.pairs import load_pair_stats
 from fume.reporting.report import build_report
-from fume.workflows.experiments import result_columns, write_random_split
 from fume.reporting.stats import balanced_accuracy_weighted, miou_weighted
+from fume.workflows.experiments import result_columns, write_random_split
 
 # (grid, kind, group, variant, label, is_reference, split, seed, model, miou, balanced_accuracy, classify, segment)
 RUNS = [

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
+from fume.config import FumeConfig, load_config, resolve_paths, shipped_configs
 from fume.data.generate import generate_dataset
 from fume.data.pairing import pair_dataset
 from fume.data.split import split_dataset
-from fume.config import FumeConfig, load_config, resolve_paths, shipped_configs
 
 CONFIG = shipped_configs()["fume_fastscnn"]
 

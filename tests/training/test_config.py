@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from fume.errors import ConfigError
 from fume.config import FumeConfig, apply_overrides, load_config, save_config, shipped_configs
+from fume.errors import ConfigError
 
 CONFIGS = shipped_configs()["fume_fastscnn"].parent
 

@@ -7,14 +7,7 @@ import pytest
 import torch
 
 from fume.errors import ConfigError
-from fume.training.losses import (
-    CrossEntropyLoss,
-    DiceLoss,
-    FocalDiceLoss,
-    FocalLoss,
-    MultiTaskLoss,
-    build_loss,
-)
+from fume.training.losses import CrossEntropyLoss, DiceLoss, FocalDiceLoss, FocalLoss, MultiTaskLoss, build_loss
 
 
 def np_softmax(x: np.ndarray, axis: int = 1) -> np.ndarray:

@@ -12,9 +12,9 @@ import torch
 import yaml
 from torch.utils.data import WeightedRandomSampler
 
+from fume.config import load_config
 from fume.errors import ConfigError, DataError, FumeError
 from fume.models.checkpoint import load_model_from_checkpoint, read_checkpoint
-from fume.config import load_config
 from fume.training.trainer import build_loggers, choose_precision
 from fume.workflows.train import train
 

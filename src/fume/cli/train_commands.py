@@ -55,8 +55,8 @@ def evaluate_command(
     from rich.console import Console
 
     from fume.config import config_file
-    from fume.workflows.evaluate import evaluate_checkpoint
     from fume.training.callbacks import metrics_table
+    from fume.workflows.evaluate import evaluate_checkpoint
 
     config_path = config_file(config) if config is not None else None
     result = evaluate_checkpoint(checkpoint, split=split, out=out, save_masks=save_masks, config_path=config_path, overrides=overrides or [])

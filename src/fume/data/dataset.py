@@ -11,9 +11,9 @@ import pandas as pd
 import torch
 from torch.utils.data import Dataset
 
-from fume.data.frames import frame_to_input, load_labelled_frame, resize_frame, resize_mask
-from fume.contract import GASES
 from fume.config import LabelConfig
+from fume.contract import GASES
+from fume.data.frames import frame_to_input, load_labelled_frame, resize_frame, resize_mask
 from fume.data.layout import PAIRED_COLUMNS, missing_columns, normalise_path, read_csv
 from fume.data.transforms import build_augmentation, seed_augmentation
 from fume.errors import ConfigError, DataError

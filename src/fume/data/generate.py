@@ -29,12 +29,11 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
-from fume.contract import BACKGROUND, GAS, TUBE
-
 from fume.config import LabelConfig
+from fume.contract import BACKGROUND, GAS, TUBE
 from fume.data.layout import ANNOTATION_COLUMNS, ANNOTATIONS_FILE
-from fume.io import write_csv, write_png
 from fume.errors import ConfigError
+from fume.io import write_csv, write_png
 
 PNG_COMPRESSION = 1  # zlib level 1: ~5x faster than the default 3 and files only ~10 % larger
 

@@ -21,16 +21,9 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-from fume.data.layout import (
-    PAIRED_COLUMNS,
-    SPLITS,
-    paired_table_name,
-    read_annotations,
-    split_table_name,
-    split_tables_present,
-)
-from fume.io import write_csv
+from fume.data.layout import PAIRED_COLUMNS, SPLITS, paired_table_name, read_annotations, split_table_name, split_tables_present
 from fume.errors import DataError
+from fume.io import write_csv
 
 Strategy = Literal["random", "original_based"]
 STRATEGIES: tuple[str, ...] = ("random", "original_based")

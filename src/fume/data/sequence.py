@@ -23,11 +23,11 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from fume.data.generate import PNG_COMPRESSION, PlumeMotion, PlumePhysics, Recording, render_recording
-from fume.contract import GASES
 from fume.config import LabelConfig
-from fume.io import VideoWriter, write_csv, write_png
+from fume.contract import GASES
+from fume.data.generate import PNG_COMPRESSION, PlumeMotion, PlumePhysics, Recording, render_recording
 from fume.errors import ConfigError
+from fume.io import VideoWriter, write_csv, write_png
 
 SEQUENCE_FILE = "sequence.csv"
 PULSE_PERIOD_S = 2.0  # the release rate pulses +-25 % with this period

@@ -17,17 +17,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from fume.data.layout import (
-    ANNOTATIONS_FILE,
-    SPLITS,
-    normalise_annotations,
-    read_annotations,
-    read_csv,
-    split_table_name,
-    split_tables_present,
-)
-from fume.io import write_csv
+from fume.data.layout import ANNOTATIONS_FILE, SPLITS, normalise_annotations, read_annotations, read_csv, split_table_name, split_tables_present
 from fume.errors import ConfigError, DataError
+from fume.io import write_csv
 
 
 def read_source_table(root: str | os.PathLike) -> tuple[pd.DataFrame, str]:

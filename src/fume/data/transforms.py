@@ -6,6 +6,7 @@ neighbour); the photometric ones touch the frame only."""
 from __future__ import annotations
 
 import math
+
 import albumentations as A
 import cv2
 import numpy as np

@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from fume.data.frames import load_frame, load_mask
-from fume.contract import GASES, MASK_VALUES
 from fume.config import LabelConfig
+from fume.contract import GASES, MASK_VALUES
+from fume.data.frames import load_frame, load_mask
 from fume.data.layout import (
     ANNOTATION_COLUMNS,
     ANNOTATIONS_FILE,

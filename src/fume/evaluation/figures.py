@@ -23,7 +23,6 @@ from fume.contract import MASK_CLASS_NAMES
 from fume.errors import DataError, FumeError
 from fume.io import write_with
 
-
 # background black, tube blue, gas orange; further classes (if any) get the next colours.
 MASK_COLOURS = ("#000000", "#3b8ee8", "#ff8c1a", "#2ca02c", "#d62728", "#9467bd")
 _GAS_LABELS = {"co2": "CO₂", "ch4": "CH₄"}

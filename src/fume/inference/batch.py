@@ -21,10 +21,10 @@ from typing import Any
 
 from fume.contract import GASES, key_name
 from fume.errors import DataError
-from fume.inference.overlay import overlay
-from fume.io import staged_dir, write_csv, write_json, write_png
 from fume.inference.engine import PairInput, load_batches, pairs_from_table, predict_loaded
+from fume.inference.overlay import overlay
 from fume.inference.predictor import PairPrediction, Predictor, default_sample_id
+from fume.io import staged_dir, write_csv, write_json, write_png
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp"}
 _GAS_TOKEN = re.compile(r"(?i)(?:^|(?<=[_\-. ]))(co2|ch4)(?=[_\-. ]|$)")

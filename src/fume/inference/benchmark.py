@@ -116,9 +116,8 @@ def prepare_onnx(model: Any, config: Any, size: tuple[int, int], work: Path, nam
     """fp32 (and int8) ONNX files of `model` at `size` in `work`."""
     import onnx
 
-    from fume.inference.onnx import export_fp32
+    from fume.inference.onnx import export_fp32, export_onnx
     from fume.inference.quantize import quantize_int8
-    from fume.inference.onnx import export_onnx
 
     fp32 = work / f"{name}.onnx"
     if config is not None:

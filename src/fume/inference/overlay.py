@@ -3,7 +3,6 @@ class written in the top-left corner. Images are BGR uint8 (OpenCV's order)."""
 
 from __future__ import annotations
 
-
 import cv2
 import numpy as np
 

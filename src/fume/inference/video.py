@@ -29,9 +29,9 @@ import numpy as np
 from fume.contract import GASES, key_name
 from fume.errors import ConfigError, DataError
 from fume.inference.batch import IMAGE_SUFFIXES, csv_row, describe_class
-from fume.io import VideoWriter, staged_dir, write_csv
 from fume.inference.overlay import overlay, side_by_side, text_panel
 from fume.inference.predictor import PairPrediction, Predictor
+from fume.io import VideoWriter, staged_dir, write_csv
 
 EMA_ALPHA = 0.1
 DEFAULT_FPS = 30.0  # for folders of frames, which carry no timing

@@ -12,9 +12,9 @@ from typing import Any
 
 import torch
 
+from fume.config import FumeConfig, ModelConfig, validate_config
 from fume.errors import ConfigError, FumeError
 from fume.models.registry import create_model
-from fume.config import FumeConfig, ModelConfig, validate_config
 
 MODEL_PREFIX = "model."
 

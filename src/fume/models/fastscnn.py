@@ -9,15 +9,7 @@ from torch import nn
 
 from fume.contract import SEG_OUTPUTS
 from fume.models.base import DualGasModel
-from fume.models.blocks import (
-    ContextBranch,
-    ConvBNReLU,
-    DSConv,
-    FeatureFusion,
-    InvertedResidual,
-    PyramidPooling,
-    SegmentationHead,
-)
+from fume.models.blocks import ContextBranch, ConvBNReLU, DSConv, FeatureFusion, InvertedResidual, PyramidPooling, SegmentationHead
 from fume.models.inputs import stacked_frames
 from fume.models.registry import Reference, register_model
 

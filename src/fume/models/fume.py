@@ -10,25 +10,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from fume.contract import (
-    CLS_OUTPUT,
-    ENCODERS,
-    FUSIONS,
-    GASES,
-    MODALITIES,
-    SEG_OUTPUTS,
-    TASKS,
-)
+from fume.contract import CLS_OUTPUT, ENCODERS, FUSIONS, GASES, MODALITIES, SEG_OUTPUTS, TASKS
 from fume.errors import ConfigError
 from fume.models.base import DualGasModel
-from fume.models.blocks import (
-    ChannelAttention,
-    ClassificationHead,
-    ContextBranch,
-    CrossModalAttention,
-    DSConv,
-    SelfAttention,
-)
+from fume.models.blocks import ChannelAttention, ClassificationHead, ContextBranch, CrossModalAttention, DSConv, SelfAttention
 from fume.models.fastscnn import HIGH_CHANNELS, FastSCNNEncoder, SegmentationDecoder
 from fume.models.inputs import mask_features, mask_frames
 from fume.models.registry import Reference, register_model

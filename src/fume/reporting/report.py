@@ -21,10 +21,11 @@ import numpy as np
 import pandas as pd
 
 from fume.errors import DataError, FumeError
+from fume.io import write_text
 from fume.reporting import figures as rfig
 from fume.reporting import tables as rtab
-from fume.reporting.pairs import PairStats, load_pair_stats
 from fume.reporting.grid import ENVIRONMENT_FILE, RESULTS_FILE
+from fume.reporting.pairs import PairStats, load_pair_stats
 from fume.reporting.stats import (
     DEFAULT_RESAMPLES,
     Interval,
@@ -35,7 +36,6 @@ from fume.reporting.stats import (
     paired_bootstrap_miou,
     unpaired_bootstrap_difference,
 )
-from fume.io import write_text
 
 
 @dataclass
@@ -128,8 +128,8 @@ def leakage_gap(pairs: _Pairs, leaky: pd.DataFrame, grouped: pd.DataFrame, num_c
 
 def shared_recordings(experiments_dir: Path, run_dir: str) -> dict[str, Any] | None:
     """How many test recordings (original_sample_id) of a run's split also appear in its training split."""
-    from fume.data.layout import read_annotations
     from fume.config import load_config
+    from fume.data.layout import read_annotations
 
     try:
         config = load_config(experiments_dir / run_dir / "config.yaml")
@@ -451,8 +451,8 @@ def _per_run_figures(experiments_dir: Path, ok: pd.DataFrame, class_names: list[
 
 def _qualitative_rows(run_dir: Path, per_class: int) -> dict[int, list[dict[str, Any]]]:
     """Up to `per_class` test pairs of each class with frames, ground truth and saved predicted masks."""
-    from fume.data.frames import load_frame, load_mask
     from fume.config import load_config
+    from fume.data.frames import load_frame, load_mask
 
     predictions = run_dir / "test" / "predictions.csv"
     if per_class <= 0 or not predictions.is_file():

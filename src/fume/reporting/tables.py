@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from fume.reporting.stats import Interval, mean_std
 from fume.io import write_text
+from fume.reporting.stats import Interval, mean_std
 
 PM = "±"
 

@@ -8,8 +8,9 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader, WeightedRandomSampler
 
-from fume.errors import DataError
 from fume.config import FumeConfig
+from fume.errors import DataError
+
 
 def make_dataset(config: FumeConfig, split: str, train: bool = False):
     """PairedDataset for one split; augmentation and modality dropout only when `train`."""

@@ -8,10 +8,10 @@ from typing import Any
 import lightning as L
 import torch
 
+from fume.config import FumeConfig, validate_config
 from fume.contract import CLS_OUTPUT, GASES, SEG_OUTPUTS
 from fume.errors import FumeError
 from fume.models.checkpoint import build_model
-from fume.config import FumeConfig, validate_config
 
 
 class NonFiniteLossError(FumeError):

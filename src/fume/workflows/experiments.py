@@ -28,12 +28,23 @@ from typing import Any
 import pandas as pd
 from rich.console import Console
 
-from fume.errors import DataError, FumeError
-from fume.reporting.grid import ENVIRONMENT_FILE, RESULTS_FILE, ComplexitySettings, Grid, Preset, RunSpec, config_hash, expand_grids, get_preset, load_grid
 from fume.config import FumeConfig, override_config, resolve_paths
+from fume.errors import DataError, FumeError
 from fume.io import write_json, write_text
 from fume.logs import get_logger
 from fume.machine import machine_info
+from fume.reporting.grid import (
+    ENVIRONMENT_FILE,
+    RESULTS_FILE,
+    ComplexitySettings,
+    Grid,
+    Preset,
+    RunSpec,
+    config_hash,
+    expand_grids,
+    get_preset,
+    load_grid,
+)
 
 log = get_logger(__name__)
 
@@ -122,9 +133,9 @@ def write_random_split(config: FumeConfig) -> None:
     augmented copies of one recording land on both sides. Written to data.paired_dir: the split
     tables and their paired tables (paths relative to the dataset root)."""
     from fume.data.layout import SPLITS, paired_table_name, read_annotations, split_table_name
-    from fume.io import write_csv
     from fume.data.pairing import pair_table
     from fume.data.split import assign_splits, split_strata
+    from fume.io import write_csv
 
     out = config.data.paired_tables_dir
     if all((out / paired_table_name(s)).is_file() for s in SPLITS):
@@ -199,8 +210,8 @@ def train_and_evaluate(spec: RunSpec, run_dir: Path) -> dict[str, Any]:
 
 
 def measure_complexity(config: FumeConfig, settings: ComplexitySettings) -> dict[str, Any]:
-    from fume.models.complexity import count_macs, count_parameters, measure_latency
     from fume.models.checkpoint import build_model
+    from fume.models.complexity import count_macs, count_parameters, measure_latency
 
     model = build_model(config.model).eval()
     size = tuple(settings.size)

@@ -12,8 +12,8 @@ from pathlib import Path
 
 from rich.console import Console
 
+from fume.config import FumeConfig, load_config, resolve_paths
 from fume.errors import ConfigError
-from fume.config import FumeConfig, config_file, load_config, resolve_paths
 from fume.logs import get_logger
 
 QUICKSTART_CONFIG = "quickstart"  # shipped: fume/configs/quickstart.yaml
@@ -53,15 +53,14 @@ def prepare_synthetic_dataset(config: FumeConfig, console: Console | None = None
 def quickstart(out: str | Path = "outputs/quickstart", config_path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = (), console: Console | None = None):
     """Run the pipeline and print the test metrics table and a summary on `console` (default:
     stdout); returns the EvaluationResult."""
-    from fume.workflows.evaluate import evaluate_checkpoint
     from fume.training.callbacks import metrics_table
+    from fume.workflows.evaluate import evaluate_checkpoint
     from fume.workflows.train import train
 
     console = console or Console()
     start = time.perf_counter()
     out = Path(out).resolve()
-    config_path = config_file(config_path if config_path is not None else QUICKSTART_CONFIG)
-    config = load_config(config_path, [f"data.dataset_root={out / 'dataset'}", *overrides])
+    config = load_config(config_path if config_path is not None else QUICKSTART_CONFIG, [f"data.dataset_root={out / 'dataset'}", *overrides])
     config = resolve_paths(config)
     prepare_synthetic_dataset(config, console)
     ready = time.perf_counter()
