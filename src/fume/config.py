@@ -161,6 +161,9 @@ class DataConfig(Section):
     labels: LabelConfig = Field(default_factory=LabelConfig)
     # Check every file the tables name before the first step (fume.data.validate).
     validate_before_training: bool = True
+    # Largest frame or mask read (W x H pixels); bigger files are refused from their header, before
+    # decoding (a decompression bomb). Default fume.data.frames.MAX_IMAGE_PIXELS, 50 megapixels.
+    max_image_pixels: int = Field(default=50_000_000, ge=1)
     synthetic: SyntheticDataConfig | None = None
 
     @field_validator("image_size")

@@ -1,10 +1,13 @@
 """Frames and masks: reading them (a file that cannot be read raises DataError naming it; nothing
-is silently replaced by a blank image) and turning a frame into the model's input. Training,
+is silently replaced by a blank image) and turning a frame into the model's input. An image of
+more than MAX_IMAGE_PIXELS pixels (a decompression bomb: a few KB on disk, gigabytes decoded) is
+refused from its header, before any pixel is decoded. Training,
 evaluation, prediction and export calibration all prepare frames here, so they cannot drift apart."""
 
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 
 import cv2
@@ -18,22 +21,64 @@ from fume.errors import DataError
 _GRAY_MODES = {"L", "P", "1"}
 _COLOUR_MODES = {"RGB", "RGBA", "LA", "CMYK", "YCbCr"}
 
+# Largest image (W x H) read: 50 megapixels, ~80x a 640x480 OGI frame and above any thermal camera's
+# sensor. Overridden per call (`max_pixels`) or by the config's data.max_image_pixels.
+MAX_IMAGE_PIXELS = 50_000_000
 
-def _open(path: str | os.PathLike, what: str) -> Image.Image:
+
+class ImageTooLargeError(DataError):
+    """An image over the pixel limit, refused before decoding."""
+
+
+def check_image_pixels(path: str | os.PathLike, size: tuple[int, int], max_pixels: int | None = None, what: str = "image") -> None:
+    """DataError naming the file, its size and the limit when W x H exceeds `max_pixels`."""
+    limit = MAX_IMAGE_PIXELS if max_pixels is None else int(max_pixels)
+    w, h = size
+    if w * h > limit:
+        raise ImageTooLargeError(
+            f"{what} {path} is {w}x{h} = {w * h / 1e6:.1f} megapixels, over the limit of {limit / 1e6:g} megapixels "
+            "(data.max_image_pixels); refusing to decode it (a possible decompression bomb)"
+        )
+
+
+def _header(path: Path, what: str, max_pixels: int | None = None) -> Image.Image:
+    """The image opened lazily (header only). PIL itself refuses to open an image of over twice its
+    Image.MAX_IMAGE_PIXELS (~179 megapixels): that is an ImageTooLargeError too, whatever the limit."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our limit is checked next
+            return Image.open(path)
+    except Image.DecompressionBombError as err:
+        limit = MAX_IMAGE_PIXELS if max_pixels is None else int(max_pixels)
+        raise ImageTooLargeError(
+            f"{what} {path} is too large to decode safely ({err}); the limit is {limit / 1e6:g} megapixels "
+            "(data.max_image_pixels)"
+        ) from None
+    except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as err:
+        raise DataError(f"cannot read {what} {path}: {err}") from None
+
+
+def _open(path: str | os.PathLike, what: str, max_pixels: int | None = None) -> Image.Image:
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{what} file not found: {path}")
+    image = _header(path, what, max_pixels)
     try:
-        image = Image.open(path)
+        check_image_pixels(path, image.size, max_pixels, what)
         image.load()  # decode now, so a truncated file fails here and not later
-    except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as err:
+    except (OSError, UnidentifiedImageError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
+        image.close()
         raise DataError(f"cannot read {what} {path}: {err}") from None
+    except DataError:
+        image.close()
+        raise
     return image
 
 
-def load_frame(path: str | os.PathLike) -> np.ndarray:
-    """An 8-bit gray frame, (H, W) uint8. RGB(A) files are converted to gray (ITU-R 601 luma)."""
-    image = _open(path, "frame")
+def load_frame(path: str | os.PathLike, max_pixels: int | None = None) -> np.ndarray:
+    """An 8-bit gray frame, (H, W) uint8. RGB(A) files are converted to gray (ITU-R 601 luma).
+    Images over `max_pixels` (default MAX_IMAGE_PIXELS) raise DataError before decoding."""
+    image = _open(path, "frame", max_pixels)
     if image.mode == "P":
         image = image.convert("RGB")  # a palette frame: the palette holds the intensities
     if image.mode in _COLOUR_MODES:
@@ -43,10 +88,10 @@ def load_frame(path: str | os.PathLike) -> np.ndarray:
     return np.asarray(image.convert("L") if image.mode == "1" else image, dtype=np.uint8)
 
 
-def load_mask(path: str | os.PathLike) -> np.ndarray:
+def load_mask(path: str | os.PathLike, max_pixels: int | None = None) -> np.ndarray:
     """A label mask, (H, W) uint8 of class values. Palette masks keep their indices; an RGB mask is
-    accepted only when its three channels are equal."""
-    image = _open(path, "mask")
+    accepted only when its three channels are equal. Over `max_pixels`: DataError, as load_frame."""
+    image = _open(path, "mask", max_pixels)
     if image.mode in {"L", "P"}:
         return np.asarray(image, dtype=np.uint8)
     if image.mode in {"RGB", "RGBA"}:
@@ -58,17 +103,16 @@ def load_mask(path: str | os.PathLike) -> np.ndarray:
 
 
 def image_size(path: str | os.PathLike) -> tuple[int, int]:
-    """(W, H) of an image file, read from its header only."""
-    try:
-        with Image.open(path) as image:
-            return image.size
-    except (OSError, UnidentifiedImageError) as err:
-        raise DataError(f"cannot read image {path}: {err}") from None
+    """(W, H) of an image file, read from its header only (ImageTooLargeError beyond PIL's own limit)."""
+    with _header(Path(path), "image") as image:
+        return image.size
 
 
-def load_labelled_frame(frame_path: str | os.PathLike, mask_path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
+def load_labelled_frame(
+    frame_path: str | os.PathLike, mask_path: str | os.PathLike, max_pixels: int | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """A frame and its mask, checked to have the same size and only the values 0, 1, 2."""
-    frame, mask = load_frame(frame_path), load_mask(mask_path)
+    frame, mask = load_frame(frame_path, max_pixels), load_mask(mask_path, max_pixels)
     if frame.shape != mask.shape:
         raise DataError(f"frame {frame_path} is {frame.shape[::-1]} (W, H) but its mask {mask_path} is {mask.shape[::-1]}")
     values = np.unique(mask)

@@ -13,7 +13,7 @@ import pandas as pd
 
 from fume.config import LabelConfig
 from fume.contract import GASES, MASK_VALUES
-from fume.data.frames import load_frame, load_mask
+from fume.data.frames import MAX_IMAGE_PIXELS, ImageTooLargeError, load_frame, load_mask
 from fume.data.layout import (
     ANNOTATION_COLUMNS,
     ANNOTATIONS_FILE,
@@ -38,6 +38,7 @@ DEFECTS: dict[str, str] = {
     "class_ph_mismatch": "class that contradicts the pH mapping",
     "missing_file": "frame or mask file not found",
     "unreadable_image": "image that cannot be decoded: corrupt or truncated",
+    "image_too_large": "image over the pixel limit (data.max_image_pixels), not decoded",
     "mask_values": "mask with values outside {0, 1, 2}",
     "size_mismatch": "frame and mask of different sizes",
 }
@@ -126,7 +127,8 @@ def _check_annotation_rows(table: pd.DataFrame, name: str, labels: LabelConfig, 
 
 
 def _check_files(
-    pairs: pd.DataFrame, root: Path, report: ValidationReport, progress: Callable[[int, int], None] | None
+    pairs: pd.DataFrame, root: Path, report: ValidationReport, progress: Callable[[int, int], None] | None,
+    max_pixels: int = MAX_IMAGE_PIXELS,
 ) -> None:
     """Each (frame, mask) once: existence, decoding, mask values, sizes."""
     def load(rel: str, kind: str, where: str):
@@ -136,7 +138,10 @@ def _check_files(
             return None
         try:
             report.files_checked += 1
-            return load_mask(path) if kind == "mask" else load_frame(path)
+            return load_mask(path, max_pixels) if kind == "mask" else load_frame(path, max_pixels)
+        except ImageTooLargeError as err:
+            report.add("image_too_large", f"{where}: {err}")
+            return None
         except DataError as err:
             report.add("unreadable_image", f"{where}: {err}")
             return None
@@ -163,10 +168,12 @@ def validate_dataset(
     label_config: LabelConfig | None = None,
     check_files: bool = True,
     progress: Callable[[int, int], None] | None = None,
+    max_image_pixels: int | None = None,
 ) -> ValidationReport:
     """Check `annotations.csv`, the split tables and the paired tables present in `root`, and every
     frame and mask they name. Never raises for a data defect: each one goes into the report.
-    `progress(done, total)` is called after each (frame, mask) file pair."""
+    `progress(done, total)` is called after each (frame, mask) file pair. Images over
+    `max_image_pixels` (default fume.data.frames.MAX_IMAGE_PIXELS) are reported, not decoded."""
     labels = label_config or LabelConfig()
     root = Path(root)
     report = ValidationReport(root=str(root))
@@ -203,7 +210,8 @@ def validate_dataset(
     if all_rows:  # counts of annotations.csv, else of the split tables together
         _count(all_rows[0] if ANNOTATIONS_FILE in report.tables else pd.concat(all_rows), report)
     if check_files and to_check:
-        _check_files(pd.concat(to_check, ignore_index=True), root, report, progress)
+        limit = MAX_IMAGE_PIXELS if max_image_pixels is None else int(max_image_pixels)
+        _check_files(pd.concat(to_check, ignore_index=True), root, report, progress, limit)
     return report
 
 

@@ -1,0 +1,79 @@
+"""Hostile or degenerate data: decompression bombs and empty tables end in a named defect or a
+one-line DataError, never a traceback or an empty table written as if all was well."""
+
+from __future__ import annotations
+
+import shutil
+import struct
+import zlib
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from fume.data.frames import ImageTooLargeError, image_size, load_frame, load_mask
+from fume.data.validate import validate_dataset
+
+
+def write_bomb_png(path: Path, width: int = 20000, height: int = 20000) -> Path:
+    """A 1-bit gray PNG of width x height, all black: ~50 MB of scanlines deflated to tens of KB.
+    Written chunk by chunk with zlib, so the test never holds the decoded image in memory."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    row = b"\x00" * (1 + (width + 7) // 8)  # filter byte + packed bits
+    packer = zlib.compressobj(9)
+    body = b"".join(packer.compress(row) for _ in range(height)) + packer.flush()
+    header = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)  # bit depth 1, gray
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", body) + chunk(b"IEND", b""))
+    return path
+
+
+@pytest.fixture(scope="module")
+def bomb(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = write_bomb_png(tmp_path_factory.mktemp("bomb") / "bomb.png")
+    assert path.stat().st_size < 200_000
+    return path
+
+
+def test_a_bomb_is_refused_from_its_header(bomb: Path) -> None:
+    for load in (load_frame, load_mask, image_size):  # PIL refuses 400 megapixels at open
+        with pytest.raises(ImageTooLargeError) as err:
+            load(bomb)
+        message = str(err.value)
+        assert str(bomb) in message and "400000000 pixels" in message and "50 megapixels" in message
+        assert "\n" not in message
+    # Under PIL's own limit, over FUME's: refused from the header, with the size in W x H.
+    mid = write_bomb_png(bomb.parent / "mid.png", 10000, 6000)
+    assert image_size(mid) == (10000, 6000)
+    with pytest.raises(ImageTooLargeError, match=r"frame .*mid.png is 10000x6000 = 60.0 megapixels, over the limit of 50 megapixels"):
+        load_frame(mid)
+
+
+def test_the_pixel_limit_is_configurable(tmp_path: Path) -> None:
+    from fume.config import DataConfig
+
+    small = write_bomb_png(tmp_path / "small.png", 64, 48)
+    assert load_frame(small).shape == (48, 64)
+    with pytest.raises(ImageTooLargeError, match="64x48"):
+        load_frame(small, max_pixels=1000)
+    assert DataConfig().max_image_pixels == 50_000_000
+    assert DataConfig(max_image_pixels=1000).max_image_pixels == 1000
+
+
+def test_validate_reports_a_bomb_and_checks_the_other_files(real_layout: Path, bomb: Path) -> None:
+    table = pd.read_csv(real_layout / "annotations.csv")
+    frame = real_layout / table["frame_path"][0].replace("\\", "/").removeprefix("mmseg_dataset/")
+    shutil.copy(bomb, frame)
+    report = validate_dataset(real_layout)
+    assert not report.ok
+    assert list(report.defects) == ["image_too_large"]
+    [message] = report.defects["image_too_large"]
+    assert "annotations.csv row 2" in message and str(frame) in message and "400000000 pixels" in message
+    assert report.files_checked == 2 * len(table)  # every other file was still read
+    assert "image_too_large" in report.render()
+    # The limit is the caller's: the 32x24 frames of this dataset are over a limit of 100 pixels.
+    tight = validate_dataset(real_layout, max_image_pixels=100)
+    assert len(tight.defects["image_too_large"]) == 2 * len(table)
