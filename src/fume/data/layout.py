@@ -95,6 +95,13 @@ def normalise_annotations(table: pd.DataFrame, source: str | os.PathLike) -> pd.
     return table
 
 
+def require_rows(table: pd.DataFrame, source: str | os.PathLike, hint: str = "") -> pd.DataFrame:
+    """`table`, or DataError naming `source` when it has no rows (a header-only CSV)."""
+    if table.empty:
+        raise DataError(f"{source} has no rows, only a header" + (f"; {hint}" if hint else ""))
+    return table
+
+
 def split_tables_present(root: str | os.PathLike) -> list[str]:
     return [s for s in SPLITS if (Path(root) / split_table_name(s)).is_file()]
 

@@ -10,6 +10,9 @@ frame of the same pH and class (the label both frames carry). Two strategies:
   become single-gas samples. A group with only one gas always gives single-gas samples.
 - ``original_based``: frames sharing ``original_sample_id`` and ``augmentation_id`` are paired;
   the rest become single-gas samples.
+
+`pair_dataset` refuses (DataError naming the CSV, nothing written) when a split table has no
+rows: a paired table is never written empty, as `fume split` never writes an empty split.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-from fume.data.layout import PAIRED_COLUMNS, SPLITS, paired_table_name, read_annotations, split_table_name, split_tables_present
+from fume.data.layout import PAIRED_COLUMNS, SPLITS, paired_table_name, read_annotations, require_rows, split_table_name, split_tables_present
 from fume.errors import DataError
 from fume.io import write_csv
 
@@ -129,9 +132,11 @@ def pair_dataset(
     if not present:
         names = ", ".join(split_table_name(s) for s in SPLITS)
         raise DataError(f"no split tables in {root} (expected {names}); run `fume split {root}` first")
-    result = {}
-    for i, split in enumerate(present):
-        paired = pair_table(read_annotations(root, split), strategy, seed + i, reuse, id_prefix=f"{split}-")
+    tables = {
+        split: require_rows(read_annotations(root, split), root / split_table_name(split), "nothing to pair; run `fume split` again")
+        for split in present
+    }  # all read and checked before any is written
+    result = {split: pair_table(table, strategy, seed + i, reuse, id_prefix=f"{split}-") for i, (split, table) in enumerate(tables.items())}
+    for split, paired in result.items():
         write_csv(out / paired_table_name(split), paired, backup=True)
-        result[split] = paired
     return result

@@ -1,6 +1,11 @@
 """Train/val/test splits that keep every recording in one split: the augmented copies of a
 recording (same `original_sample_id`) never sit on both sides of the train/test boundary.
 
+No split table is ever written empty: a source without rows, or ratios and a dataset so small that
+some split would get no recording (a zero ratio included), raise DataError and nothing is written.
+Training refuses an empty train or val table and evaluation has nothing to score in an empty test
+table, so an empty split is always a mistake, better reported by `fume split` than later.
+
 The default split is grouped by `original_sample_id` and stratified by class, and within a class
 by pH level and by which gases a recording was filmed with (see `assign_splits`). `random`
 reproduces the naive row-level split of the original work, which leaks augmented copies of a
@@ -17,7 +22,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from fume.data.layout import ANNOTATIONS_FILE, SPLITS, normalise_annotations, read_annotations, read_csv, split_table_name, split_tables_present
+from fume.data.layout import (
+    ANNOTATIONS_FILE,
+    SPLITS,
+    normalise_annotations,
+    read_annotations,
+    read_csv,
+    require_rows,
+    split_table_name,
+    split_tables_present,
+)
 from fume.errors import ConfigError, DataError
 from fume.io import write_csv
 
@@ -30,7 +44,7 @@ def read_source_table(root: str | os.PathLike) -> tuple[pd.DataFrame, str]:
         path = root / ANNOTATIONS_FILE
         table = read_csv(path)
         normalise_annotations(table, path)  # fails on missing columns or text in numeric columns
-        return table, str(path)
+        return require_rows(table, path, "nothing to split"), str(path)
     present = split_tables_present(root)
     if not present:
         names = ", ".join([ANNOTATIONS_FILE] + [split_table_name(s) for s in SPLITS])
@@ -41,7 +55,8 @@ def read_source_table(root: str | os.PathLike) -> tuple[pd.DataFrame, str]:
         part = read_csv(path)
         normalise_annotations(part, path)
         parts.append(part)
-    return pd.concat(parts, ignore_index=True), " + ".join(split_table_name(s) for s in present)
+    sources = " + ".join(split_table_name(s) for s in present)
+    return require_rows(pd.concat(parts, ignore_index=True), f"{root}: {sources}", "nothing to split"), sources
 
 
 def _check_ratios(ratios: tuple[float, ...]) -> np.ndarray:
@@ -131,7 +146,7 @@ def split_dataset(
     """Write `{train,val,test}_annotations.csv` into `root` (existing tables are backed up first).
     Returns {split: table}."""
     root = Path(root)
-    raw, _ = read_source_table(root)
+    raw, source = read_source_table(root)
     table = normalise_annotations(raw, root)
     groups = None if random else table["original_sample_id"].to_numpy()
     if groups is not None:
@@ -143,6 +158,13 @@ def split_dataset(
             )
     strata = split_strata(table, grouped=not random)
     which = assign_splits(table["class_id"].to_numpy(), groups, ratios, seed, strata)
+    empty = [split for i, split in enumerate(SPLITS) if not (which == i).any()]
+    if empty:
+        units = f"{table['original_sample_id'].nunique()} recordings" if groups is not None else f"{len(table)} rows"
+        raise DataError(
+            f"split {', '.join(empty)} of {source} would have no rows: {units} with ratios {list(ratios)}; "
+            "every split needs rows (training uses train and val, evaluation test): add data or raise its ratio"
+        )
     result = {}
     for i, split in enumerate(SPLITS):
         part = raw[which == i].drop(columns=["split"], errors="ignore").reset_index(drop=True)

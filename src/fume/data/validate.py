@@ -31,6 +31,7 @@ from fume.errors import DataError
 DEFECTS: dict[str, str] = {
     "unreadable_table": "annotation table that cannot be parsed",
     "missing_columns": "table without a required column",
+    "empty_table": "table with a header and no rows",
     "bad_value": "cell that should be a number and is not",
     "duplicate_row": "frame listed twice in one table",
     "unknown_gas": "gas_type other than co2 / ch4",
@@ -201,6 +202,9 @@ def validate_dataset(
         absent = missing_columns(table, required)
         if absent:
             report.add("missing_columns", f"{name}: missing {absent}; expected columns {required}")
+            continue
+        if table.empty:  # training needs train and val rows, evaluation test rows: never a valid table
+            report.add("empty_table", f"{name}: no rows, only a header")
             continue
         if name in present_paired:
             to_check.append(_paired_rows(table, name, labels, report))
