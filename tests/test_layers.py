@@ -12,7 +12,7 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 
 # Lower numbers sit lower; a module may import its own layer or below.
 LAYERS = {
-    "fume": 0, "fume.errors": 0, "fume.contract": 0, "fume.config": 0, "fume.io": 0, "fume.machine": 0, "fume.logs": 0,
+    "fume": 0, "fume.errors": 0, "fume.contract": 0, "fume.config": 0, "fume.io": 0, "fume.machine": 0, "fume.logs": 0, "fume.locks": 0,
     "fume.data": 1, "fume.models": 1,
     "fume.training": 2, "fume.evaluation": 2, "fume.inference": 2, "fume.reporting": 2,
     "fume.workflows": 3,

@@ -31,6 +31,7 @@ from rich.console import Console
 from fume.config import FumeConfig, override_config, resolve_paths
 from fume.errors import DataError, FumeError
 from fume.io import write_json, write_text
+from fume.locks import folder_lock
 from fume.logs import get_logger
 from fume.machine import machine_info
 from fume.reporting.grid import (
@@ -346,7 +347,8 @@ def run_experiments(
     if chosen.threads is not None:
         torch.set_num_threads(chosen.threads)
     try:
-        return _run_all(specs, chosen, grid_paths, Path(out).resolve(), seeds, preset, overrides, console)
+        with folder_lock(Path(out).resolve()):  # one `fume experiments` per OUT (each run's train() locks its own folder)
+            return _run_all(specs, chosen, grid_paths, Path(out).resolve(), seeds, preset, overrides, console)
     finally:
         torch.set_num_threads(threads)
 

@@ -26,6 +26,7 @@ from lightning.pytorch.utilities import rank_zero_only
 from fume.config import FumeConfig, dump_config, save_config
 from fume.errors import DataError, FumeError
 from fume.io import write_csv, write_json
+from fume.locks import folder_lock
 from fume.logs import get_logger
 from fume.training.trainer import ValidationHistory, build_trainer, effective_monitor, model_outputs, quiet_lightning
 
@@ -127,6 +128,14 @@ def _best_metrics(history: list[dict[str, Any]], monitor: str) -> dict[str, Any]
 
 
 def train(config: FumeConfig, run_dir: str | Path | None = None, resume: bool = False) -> TrainResult:
+    """Train the configured model (see _train), holding RUN_DIR's lock (fume.locks) throughout: a
+    second run into the same folder stops at once with a FumeError naming this one."""
+    run_dir = Path(run_dir) if run_dir is not None else default_run_dir(config)
+    with folder_lock(run_dir):
+        return _train(config, run_dir, resume)
+
+
+def _train(config: FumeConfig, run_dir: str | Path | None = None, resume: bool = False) -> TrainResult:
     """Train the configured model; returns where everything went. Raises FumeError subclasses for
     bad data, a bad config, or a non-finite loss (naming the step). Messages go to the
     "fume.*" loggers (fume.logs). Ctrl-C saves checkpoints/last.ckpt, logs how to continue and
