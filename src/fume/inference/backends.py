@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from fume.contract import INPUT_NAMES, OUTPUT_NAMES
+from fume.contract import CLS_OUTPUT, INPUT_NAMES, OUTPUT_NAMES
 from fume.errors import FumeError
 
 # Keys of the metadata FUME writes into its ONNX files (fume.inference.onnx.add_metadata).
@@ -67,7 +67,9 @@ def session_options(threads: int | None = None, spinning: bool = False, profile_
 
 
 class OnnxBackend:
-    """An ONNX Runtime CPU session on a FUME ONNX file (or its bytes), inputs checked on load."""
+    """An ONNX Runtime CPU session on a FUME ONNX file (or its bytes), inputs checked on load, and
+    FUME's metadata checked against the graph (check_onnx_metadata): a file whose stored class
+    names or frame size disagree with its outputs or inputs is refused, not trusted."""
 
     name = "onnxruntime"
 
@@ -92,6 +94,9 @@ class OnnxBackend:
         self.image_size = check_onnx_io(self.session, self.source) if check_io else None
         self.output_names = [o.name for o in self.session.get_outputs()]
         self.metadata = dict(self.session.get_modelmeta().custom_metadata_map)
+        self.num_classes = cls_dimension(self.session)
+        if check_io:
+            check_onnx_metadata(self, self.source)
 
     def __call__(self, co2: np.ndarray, ch4: np.ndarray, modality_mask: np.ndarray) -> dict[str, np.ndarray]:
         feeds = {"co2": np.ascontiguousarray(co2, np.float32), "ch4": np.ascontiguousarray(ch4, np.float32),
@@ -99,12 +104,85 @@ class OnnxBackend:
         return dict(zip(self.output_names, self.session.run(self.output_names, feeds)))
 
     def stored_config(self) -> dict[str, Any] | None:
-        """The FUME configuration written into the file at export, if any."""
+        """The FUME configuration written into the file at export, if any; FumeError when it is not
+        a JSON object."""
         raw = self.metadata.get(META_CONFIG)
-        return json.loads(raw) if raw else None
+        if not raw:
+            return None
+        try:
+            stored = json.loads(raw)
+        except json.JSONDecodeError as err:
+            raise FumeError(f"ONNX model {self.source}: metadata {META_CONFIG!r} is not valid JSON ({err})") from None
+        if not isinstance(stored, dict):
+            raise FumeError(f"ONNX model {self.source}: metadata {META_CONFIG!r} is a JSON {type(stored).__name__}; expected an object")
+        return stored
+
+    def stored_labels(self) -> Any:
+        """The class names and pH mapping stored in the file (fume.config.LabelConfig), or None;
+        FumeError naming the file when they are not a valid `data.labels` section."""
+        from pydantic import ValidationError
+
+        from fume.config import LabelConfig
+
+        stored = self.stored_config() or {}
+        data = stored.get("data")
+        labels = data.get("labels") if isinstance(data, dict) else None
+        if data is not None and not isinstance(data, dict):
+            raise FumeError(f"ONNX model {self.source}: metadata {META_CONFIG!r} has a 'data' {type(data).__name__}; expected an object")
+        if labels is None:
+            return None
+        if not isinstance(labels, dict):
+            raise FumeError(f"ONNX model {self.source}: stored data.labels is a {type(labels).__name__}; expected an object")
+        try:
+            return LabelConfig(**labels)
+        except (ValidationError, TypeError) as err:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in e['loc']) or 'labels'}: {e['msg']}" for e in getattr(err, "errors", lambda: [])()
+            ) or str(err).splitlines()[0]
+            raise FumeError(f"ONNX model {self.source}: stored data.labels is not a valid label section ({problems})") from None
 
     def end_profiling(self) -> str:
         return self.session.end_profiling()
+
+
+def cls_dimension(session: Any) -> int | None:
+    """The class dimension of the cls_logits output (B, C), None without one or when it is not fixed."""
+    for output in session.get_outputs():
+        if output.name == CLS_OUTPUT:
+            shape = output.shape
+            return int(shape[-1]) if shape and isinstance(shape[-1], int) else None
+    return None
+
+
+def check_onnx_metadata(backend: OnnxBackend, source: str) -> None:
+    """FUME's metadata must agree with the graph: the stored config is a JSON object, its labels a
+    valid LabelConfig with as many class names as cls_logits has classes, and the stored frame size
+    (fume.image_size and data.image_size) that of the inputs. FumeError naming the file otherwise."""
+    labels = backend.stored_labels()
+    if labels is not None:
+        check_class_count(backend, labels.num_classes, "stored class names " + str(labels.class_names))
+    width, height = backend.image_size
+    raw = backend.metadata.get(META_IMAGE_SIZE)
+    if raw is not None:
+        parts = raw.lower().split("x")
+        if len(parts) != 2 or not all(p.strip().isdigit() for p in parts):
+            raise FumeError(f"ONNX model {source}: metadata {META_IMAGE_SIZE!r} = {raw!r} is not WIDTHxHEIGHT")
+        if (int(parts[0]), int(parts[1])) != (width, height):
+            raise FumeError(
+                f"ONNX model {source}: metadata {META_IMAGE_SIZE!r} = {raw!r} but its inputs are {width}x{height} (W x H)"
+            )
+    data = (backend.stored_config() or {}).get("data")
+    size = data.get("image_size") if isinstance(data, dict) else None
+    if size is not None and (not isinstance(size, list) or size != [width, height]):
+        raise FumeError(f"ONNX model {source}: stored data.image_size = {size!r} but its inputs are {width}x{height} (W x H)")
+
+
+def check_class_count(backend: OnnxBackend, count: int, what: str) -> None:
+    """FumeError when `count` class names are given for a model whose cls_logits has another number."""
+    if backend.num_classes is not None and count != backend.num_classes:
+        raise FumeError(
+            f"ONNX model {backend.source}: {count} {what} but output {CLS_OUTPUT} has {backend.num_classes} classes"
+        )
 
 
 def check_onnx_io(session: Any, source: str) -> tuple[int, int]:

@@ -176,14 +176,19 @@ class Predictor:
 
     @classmethod
     def from_onnx(cls, path: str | os.PathLike, threads: int | None = None, label_config: LabelConfig | None = None) -> Predictor:
-        """An ONNX file written by `fume export` (its class names and pH mapping are stored in it)."""
-        from fume.inference.backends import OnnxBackend
+        """An ONNX file written by `fume export` (its class names and pH mapping are stored in it).
+        The metadata is checked against the graph on load (backends.check_onnx_metadata), and the
+        class names used, stored or given, must number as many as the model's classes: FumeError."""
+        from fume.inference.backends import OnnxBackend, check_class_count
 
         backend = OnnxBackend(path, threads=threads)
         if label_config is None:
-            stored = backend.stored_config()
-            labels = ((stored or {}).get("data") or {}).get("labels")
-            label_config = LabelConfig(**labels) if labels else LabelConfig()
+            stored = backend.stored_labels()
+            label_config = stored or LabelConfig()
+            what = "stored class names" if stored is not None else "class names (the defaults: the file stores none)"
+        else:
+            what = "class names given"
+        check_class_count(backend, label_config.num_classes, f"{what} {label_config.class_names}")
         return cls(backend, backend.image_size, label_config, source=str(path))
 
     def predict(self, co2: FrameInput = None, ch4: FrameInput = None, sample_id: str | None = None) -> PairPrediction:
