@@ -19,13 +19,29 @@ from fume.models.registry import create_model
 MODEL_PREFIX = "model."
 
 
+def safe_torch_load(path: str | Path, map_location: Any = "cpu") -> Any:
+    """torch.load through torch's weights-only unpickler, whatever the environment says: a
+    checkpoint is data, and loading one must not run code from it. (torch.load's weights_only=True
+    alone is what TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1 turns off in some torch versions; an explicit
+    pickle_module is honoured by every version. Only TORCH_FORCE_WEIGHTS_ONLY_LOAD, which makes
+    torch refuse any pickle_module, gets the plain weights_only=True, which it forces anyway.)"""
+    import os
+
+    import torch._weights_only_unpickler as weights_only_unpickler
+
+    if os.getenv("TORCH_FORCE_WEIGHTS_ONLY_LOAD", "0").lower() in ("1", "y", "yes", "true"):
+        return torch.load(path, map_location=map_location, weights_only=True)
+    return torch.load(path, map_location=map_location, weights_only=False, pickle_module=weights_only_unpickler)
+
+
 def read_checkpoint(path: str | Path, map_location: Any = "cpu") -> dict[str, Any]:
+    """The checkpoint's dictionary, read safely (safe_torch_load); any failure is one FumeError
+    line naming the file and the cause."""
     path = Path(path)
     if not path.is_file():
         raise FumeError(f"checkpoint not found: {path}")
     try:
-        # weights_only: a checkpoint is data; loading one must not run code from it.
-        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+        ckpt = safe_torch_load(path, map_location=map_location)
     except Exception as err:  # truncated, not a torch file, foreign pickles
         raise FumeError(f"cannot read checkpoint {path}: {type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}") from None
     if not isinstance(ckpt, dict) or "state_dict" not in ckpt:

@@ -106,9 +106,12 @@ def build_loggers(config: FumeConfig, run_dir: Path) -> list[Any]:
 
 
 def build_trainer(
-    config: FumeConfig, run_dir: Path, monitor: str, stop_monitor: str | None = None, extra_callbacks: list[Any] | None = None
+    config: FumeConfig, run_dir: Path, monitor: str, stop_monitor: str | None = None, extra_callbacks: list[Any] | None = None,
+    preloaded: tuple[Path, dict[str, Any]] | None = None,
 ) -> L.Trainer:
-    """`monitor` decides best.ckpt, `stop_monitor` early stopping (default: the same metric)."""
+    """`monitor` decides best.ckpt, `stop_monitor` early stopping (default: the same metric).
+    `preloaded`: (path, checkpoint) the caller already read safely, for trainer.fit(ckpt_path=path);
+    any other checkpoint Lightning reads goes through the same safe reader (AtomicCheckpointIO)."""
     from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint
 
     from fume.training.callbacks import CheckpointOnInterrupt, LossProgressBar, MetricsTable
@@ -170,7 +173,7 @@ def build_trainer(
         callbacks=callbacks,
         enable_progress_bar=config.logging.progress_bar,
         enable_model_summary=False,
-        plugins=[AtomicCheckpointIO()],
+        plugins=[AtomicCheckpointIO(preloaded)],
     )
 
 

@@ -28,6 +28,7 @@ from fume.errors import DataError, FumeError
 from fume.io import write_csv, write_json
 from fume.locks import folder_lock
 from fume.logs import get_logger
+from fume.models.checkpoint import read_checkpoint
 from fume.training.trainer import ValidationHistory, build_trainer, effective_monitor, model_outputs, quiet_lightning
 
 log = get_logger(__name__)
@@ -148,7 +149,11 @@ def _train(config: FumeConfig, run_dir: str | Path | None = None, resume: bool =
     run_dir = Path(run_dir) if run_dir is not None else default_run_dir(config)
     resume = resume or config.resume.enabled
     ckpt_path = prepare_run_dir(config, run_dir, resume)
+    resumed = None
     if ckpt_path is not None:
+        # Read (safely, fume.models.checkpoint) before anything in the run folder changes: a
+        # broken or malicious file stops here with one line, the folder as it was.
+        resumed = read_checkpoint(ckpt_path)
         log.info(f"resuming from {ckpt_path}")
     L.seed_everything(config.experiment.seed, workers=True, verbose=False)
 
@@ -164,7 +169,8 @@ def _train(config: FumeConfig, run_dir: str | Path | None = None, resume: bool =
     _save_run_config(config, run_dir)
 
     history = ValidationHistory()
-    trainer = build_trainer(config, run_dir, monitor, stop_monitor, extra_callbacks=[history])
+    trainer = build_trainer(config, run_dir, monitor, stop_monitor, extra_callbacks=[history],
+                            preloaded=(ckpt_path, resumed) if resumed is not None else None)
     task = FumeTask(config)
     earlier_log = _set_aside_csv_log(run_dir) if ckpt_path is not None and trainer.is_global_zero else None
     with warnings.catch_warnings():

@@ -1,0 +1,91 @@
+"""`fume train --resume` is safe and keeps the run's history: a checkpoint is read as data (never
+code), a broken one stops before the run folder changes, a moved folder keeps its best model, and
+the logs keep every epoch across interruptions."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+import torch
+from test_train_cli import CONFIG, FUME, env  # pytest puts this folder on sys.path
+
+from fume.errors import FumeError
+from fume.models.checkpoint import read_checkpoint
+from fume.training.checkpoint import AtomicCheckpointIO
+
+
+@pytest.fixture
+def train_args(overrides_for):
+    """train_args(root, run_dir, *overrides) -> the arguments of `fume train` for the tiny data."""
+    return lambda root, run, *extra: ["train", "-c", str(CONFIG), "--out", str(run), *overrides_for(root, "logging.tensorboard=false", *extra)]
+
+
+class _Marker:
+    """Unpickling this calls os.system: a checkpoint that would run code when loaded unsafely."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def malicious_checkpoint(path: Path, marker: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"epoch": 0, "global_step": 1, "state_dict": {}, "payload": _Marker(marker)}, path)
+    return path
+
+
+def snapshot(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def assert_one_line_error(done: subprocess.CompletedProcess, *parts: str) -> None:
+    output = done.stdout + done.stderr
+    assert done.returncode == 1, output
+    assert "Traceback" not in output, output
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: "), output
+    for part in parts:
+        assert part in last, output
+
+
+@pytest.mark.parametrize("force_unsafe", ["0", "1"])
+def test_resume_never_runs_code_from_a_checkpoint(train_args, tiny_dataset, tmp_path, force_unsafe):
+    run, marker = tmp_path / "run", tmp_path / "MARKER"
+    last = malicious_checkpoint(run / "checkpoints" / "last.ckpt", marker)
+    before = snapshot(run)
+    done = subprocess.run([*FUME, *train_args(tiny_dataset, run), "--resume"], capture_output=True, text=True, timeout=300,
+                          env={**env(), "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD": force_unsafe})
+    assert not marker.exists()
+    assert_one_line_error(done, f"cannot read checkpoint {last}", "UnpicklingError")
+    assert snapshot(run) == before
+
+
+def test_lightning_reads_checkpoints_through_the_safe_reader(tmp_path, monkeypatch):
+    """What trainer.fit(ckpt_path=...) calls: weights-only whatever Lightning or the environment ask."""
+    monkeypatch.setenv("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
+    marker = tmp_path / "MARKER"
+    path = malicious_checkpoint(tmp_path / "last.ckpt", marker)
+    with pytest.raises(FumeError, match=rf"cannot read checkpoint {path}: UnpicklingError"):
+        AtomicCheckpointIO().load_checkpoint(path, weights_only=False)
+    with pytest.raises(FumeError, match="cannot read checkpoint"):
+        read_checkpoint(path)
+    assert not marker.exists()
+
+
+def test_resume_from_a_truncated_checkpoint_changes_nothing(train_args, trained_run, tiny_dataset, tmp_path):
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(trained_run.run_dir, run)
+    last = run / "checkpoints" / "last.ckpt"
+    data = last.read_bytes()
+    last.write_bytes(data[: len(data) // 2])
+    before = snapshot(run)
+    done = subprocess.run([*FUME, *train_args(tiny_dataset, run), "--resume"], env=env(), capture_output=True, text=True, timeout=300)
+    assert_one_line_error(done, f"cannot read checkpoint {last}", "failed")
+    assert snapshot(run) == before  # metrics.csv, metrics.json, config.yaml: nothing renamed or rewritten
