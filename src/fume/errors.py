@@ -11,3 +11,12 @@ class DataError(FumeError):
 
 class ConfigError(FumeError):
     """A configuration key that is unknown, of the wrong type or out of range."""
+
+
+class WriteError(FumeError):
+    """A file or folder could not be written (disk full, read-only folder, a file where a folder
+    should be, ...): names the final path (never a temporary name) and the system's reason."""
+
+    def __init__(self, path: object, reason: str) -> None:
+        self.path, self.reason = path, reason
+        super().__init__(f"cannot write {path}: {reason}")

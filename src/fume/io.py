@@ -3,10 +3,15 @@ then renamed, so a reader (or a crash) never sees half a file; with the permissi
 write would give (an existing file keeps its mode, a new one gets the umask's, not the temporary
 file's 0600); and with Ctrl-C / SIGTERM held back until the rename is done, so an interrupted
 run stops after the write, not inside it.
+
+A write that the system refuses (disk full, quota, file size limit, read-only or unwritable
+folder, a file where a folder should be) raises fume.errors.WriteError naming the final path and
+the system's reason, so `fume` ends with one line instead of a traceback.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import math
 import os
@@ -23,7 +28,16 @@ from typing import Any
 
 import numpy as np
 
+from fume.errors import FumeError, WriteError
+
 DEFERRED_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+# The errors that mean "this cannot be written here" (not a bug, not a missing input).
+WRITE_ERRNOS = frozenset(
+    getattr(errno, name) for name in (
+        "ENOSPC", "EDQUOT", "EFBIG", "EROFS", "EACCES", "EPERM", "ENOTDIR", "EEXIST", "EISDIR",
+        "EIO", "ENAMETOOLONG", "EMLINK", "ETXTBSY",
+    ) if hasattr(errno, name)
+)
 _deferral = threading.local()
 
 
@@ -51,6 +65,28 @@ def signals_deferred() -> Iterator[None]:
             signal.raise_signal(signum)  # the restored handler runs now (KeyboardInterrupt for SIGINT)
 
 
+@contextmanager
+def _writing(path: Path) -> Iterator[None]:
+    """An OSError of WRITE_ERRNOS inside the block becomes a WriteError naming `path` (the
+    final name, not a temporary one); the reason names the folder at fault when that is another.
+    So does an error raised because of one (torch.save turns a failed write of its file object
+    into a RuntimeError whose context is the OSError)."""
+    try:
+        yield
+    except FumeError:  # already says what went wrong (a WriteError, or a DataError about an input)
+        raise
+    except Exception as raised:
+        err: BaseException | None = raised
+        while err is not None and not (isinstance(err, OSError) and err.errno in WRITE_ERRNOS):
+            err = err.__cause__ or err.__context__
+        if err is None:
+            raise
+        reason = err.strerror or str(err)
+        if err.filename is not None and Path(os.fsdecode(err.filename)) in path.parents:
+            reason += f": {os.fsdecode(err.filename)}"
+        raise WriteError(path, reason) from raised
+
+
 def _permissions(target: Path | None = None) -> int:
     """The mode an ordinary write to `target` gives: an existing file keeps its own, a new one gets
     0666 less the umask (os.umask only reads by setting)."""
@@ -69,17 +105,18 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """A temporary path beside `path` (same suffix, so writers that choose the format by extension
     still work) to write to; it becomes `path` when the block succeeds and is removed if it fails."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with signals_deferred():
-        fd, name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=path.parent)
-        os.close(fd)
-        tmp = Path(name)
-        try:
-            yield tmp
-            os.chmod(tmp, _permissions(path))
-            os.replace(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
+    with _writing(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with signals_deferred():
+            fd, name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=path.parent)
+            os.close(fd)
+            tmp = Path(name)
+            try:
+                yield tmp
+                os.chmod(tmp, _permissions(path))
+                os.replace(tmp, path)
+            finally:
+                tmp.unlink(missing_ok=True)
 
 
 def write_bytes(path: str | os.PathLike, data: bytes, durable: bool = True) -> Path:
@@ -158,18 +195,26 @@ def write_with(path: str | os.PathLike, writer: Callable[[Path], Any]) -> Path:
 @contextmanager
 def staged_dir(out: str | os.PathLike) -> Iterator[Path]:
     """A hidden folder inside `out` to write many files into; they move to the same places under
-    `out` when the block succeeds (nothing under `out` changes when it fails)."""
+    `out` when the block succeeds (nothing under `out` changes when it fails). A WriteError for a
+    staged file names the file's place under `out`, not the staging folder."""
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".fume-partial-", dir=out))
+    with _writing(out):
+        out.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=".fume-partial-", dir=out))
     try:
-        yield staging
+        try:
+            yield staging
+        except WriteError as err:
+            if isinstance(err.path, Path) and staging in err.path.parents:
+                raise WriteError(out / err.path.relative_to(staging), err.reason) from err.__cause__
+            raise
         with signals_deferred():
             for path in sorted(p for p in staging.rglob("*") if p.is_file()):
                 target = out / path.relative_to(staging)
-                target.parent.mkdir(parents=True, exist_ok=True)
-                os.chmod(path, _permissions(target))
-                os.replace(path, target)
+                with _writing(target):
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    os.chmod(path, _permissions(target))
+                    os.replace(path, target)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 
@@ -183,9 +228,10 @@ class VideoWriter:
 
         self.av = av
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, name = tempfile.mkstemp(prefix=f".{self.path.stem}.", suffix=f".tmp{self.path.suffix}", dir=self.path.parent)
-        os.close(fd)
+        with _writing(self.path):
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd, name = tempfile.mkstemp(prefix=f".{self.path.stem}.", suffix=f".tmp{self.path.suffix}", dir=self.path.parent)
+            os.close(fd)
         self.tmp = Path(name)
         self.container = av.open(str(self.tmp), mode="w", format="mp4")
         codec = "libx264" if "libx264" in av.codecs_available else "mpeg4"
@@ -203,11 +249,12 @@ class VideoWriter:
         padded = np.zeros((self.size[1], self.size[0], 3), np.uint8)
         padded[: min(h, self.size[1]), : min(w, self.size[0])] = bgr[: self.size[1], : self.size[0]]
         frame = self.av.VideoFrame.from_ndarray(padded, format="bgr24")
-        for packet in self.stream.encode(frame):
-            self.container.mux(packet)
+        with _writing(self.path):
+            for packet in self.stream.encode(frame):
+                self.container.mux(packet)
 
     def close(self) -> Path:
-        with signals_deferred():
+        with signals_deferred(), _writing(self.path):
             for packet in self.stream.encode():
                 self.container.mux(packet)
             self.container.close()

@@ -4,7 +4,9 @@ happen inside the command functions, so `fume --help` stays fast.
 
 How a command ends:
   0    success
-  1    a FumeError (one line: "error: <message>"), a failed check (validate-data, audit-leakage),
+  1    a FumeError (one line: "error: <message>"; a file that cannot be written, for a full disk,
+       a read-only folder or --out naming a file, is one too: "error: cannot write PATH: REASON"),
+       any other system error on a file ("error: REASON: PATH"), a failed check (validate-data, audit-leakage),
        or `fume train` stopped by Ctrl-C / SIGTERM (Lightning's exit code): it saves last.ckpt and
        says "interrupted at epoch N, step S; saved RUN_DIR/checkpoints/last.ckpt. Continue with
        `fume train ... --resume`."
@@ -19,13 +21,14 @@ from __future__ import annotations
 import signal
 import sys
 import threading
+from pathlib import Path
 from typing import Any
 
 import typer
 from rich.console import Console
 from typer.core import TyperGroup
 
-from fume.errors import FumeError
+from fume.errors import ConfigError, FumeError
 from fume.logs import get_logger, setup_cli_logging
 
 log = get_logger(__name__)
@@ -79,12 +82,44 @@ def _options(verbose: bool = typer.Option(False, "--verbose", "-v", help="Also s
     setup_cli_logging(verbose)
 
 
+def check_out_folder(out: Path | None, option: str = "--out") -> None:
+    """Refuse at once an output folder that names an existing file (or lies inside one)."""
+    if out is None:
+        return
+    for path in (out, *out.parents):
+        if path.exists():
+            if not path.is_dir():
+                what = "is a file" if path == out else f"lies inside {path}, which is a file"
+                raise ConfigError(f"{option} {out} {what}, not a folder; choose a folder (new or existing)")
+            return
+
+
+def check_out_file(out: Path | None, option: str = "--out") -> None:
+    """An output file: refuse at once one that names a folder or whose folder is a file."""
+    if out is None:
+        return
+    if out.is_dir():
+        raise ConfigError(f"{option} {out} is a folder; give the file to write, e.g. {out / 'model.onnx'}")
+    for path in out.parents:
+        if path.exists():
+            if not path.is_dir():
+                raise ConfigError(f"{option} {out} lies inside {path}, which is a file, not a folder")
+            return
+
+
 def main() -> None:
-    """The console script: `fume ...`; a FumeError ends with one line and exit code 1."""
+    """The console script: `fume ...`; a FumeError, or a system error on a file, ends with one line
+    and exit code 1."""
     try:
         app()
     except FumeError as err:
         console.print(f"[bold red]error:[/] {err}", highlight=False)
+        sys.exit(1)
+    except OSError as err:  # not translated where it happened: still one line, naming the file
+        if err.errno is None or not err.strerror:
+            raise
+        where = f": {err.filename}" if err.filename is not None else ""
+        console.print(f"[bold red]error:[/] {err.strerror}{where}", highlight=False)
         sys.exit(1)
 
 

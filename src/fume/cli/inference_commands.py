@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from fume.cli import app
+from fume.cli import app, check_out_file, check_out_folder
 from fume.errors import ConfigError
 
 out_console = Console(soft_wrap=True)  # long paths stay on one line
@@ -56,8 +56,14 @@ def predict_command(
     batch_size: int = typer.Option(1, "--batch-size", help="Pairs per forward pass in batch mode"),
     save_masks: bool = typer.Option(False, "--save-masks", help="Also write the masks (PNG 0/1/2, native size)"),
     overlays: bool = typer.Option(True, "--overlays/--no-overlays", help="Write overlay PNGs"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace the outputs of an earlier run in OUT (refused without it)"),
 ) -> None:
-    """Class, pH range, probabilities, plume areas and overlays for one pair, a folder or CSV of pairs, or two videos."""
+    """Class, pH range, probabilities, plume areas and overlays for one pair, a folder or CSV of pairs, or two videos.
+
+    OUT holds one run's results: if it already holds an earlier run's outputs (predictions.csv,
+    json/, overlays/, masks/, video_predictions.csv, annotated.mp4), the command stops unless
+    --overwrite, which replaces them all (other files in OUT are kept). Nothing is moved into OUT
+    until every output is written, so a failed run (a full disk) leaves no partial outputs."""
     modes = [name for name, used in (("--co2/--ch4", co2 or ch4), ("--input", inputs), ("--co2-video/--ch4-video", co2_video or ch4_video)) if used]
     if len(modes) != 1:
         raise ConfigError(
@@ -66,6 +72,10 @@ def predict_command(
         )
     if batch_size < 1:
         raise ConfigError(f"--batch-size must be >= 1, got {batch_size}")
+    from fume.inference.batch import PREDICT_OUTPUTS, check_output_folder
+
+    check_out_folder(out)
+    check_output_folder(out, PREDICT_OUTPUTS, overwrite)
     predictor = _predictor(checkpoint, onnx, backend, threads)
 
     if co2_video or ch4_video:
@@ -75,7 +85,7 @@ def predict_command(
             task = bar.add_task("predicting frames", total=max_frames)
             result = predict_video(
                 predictor, out, co2=co2_video, ch4=ch4_video, fps=fps, ema_alpha=EMA_ALPHA if ema_alpha is None else ema_alpha,
-                write_video=not no_video, max_frames=max_frames, progress=lambda k: bar.advance(task, k),
+                write_video=not no_video, max_frames=max_frames, progress=lambda k: bar.advance(task, k), overwrite=overwrite,
             )
         unused = {g: n for g, n in result.unused_frames.items() if n}
         out_console.print(f"{result.frames} frames at {result.fps:g} fps -> {result.csv_path}" + (f", {result.video_path}" if result.video_path else ""))
@@ -93,7 +103,7 @@ def predict_command(
     with _progress() as bar:
         task = bar.add_task("predicting pairs", total=len(pairs))
         result = predict_pairs(predictor, pairs, out, overlays=overlays, save_masks=save_masks, batch_size=batch_size,
-                               progress=lambda k: bar.advance(task, k))
+                               progress=lambda k: bar.advance(task, k), overwrite=overwrite)
     if len(pairs) == 1:
         row = result.predictions[0]
         _print_pair(row, predictor.label_config.class_names)
@@ -135,6 +145,7 @@ def export_command(
     from fume.inference.onnx import PARITY_MAX_ABS_DIFF
     from fume.workflows.export import export_checkpoint
 
+    check_out_file(out)
     with _progress() as bar:
         def progress(description: str, total: int):
             task = bar.add_task(description, total=total)

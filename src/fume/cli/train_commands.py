@@ -8,7 +8,7 @@ from typing import Optional
 
 import typer
 
-from fume.cli import app
+from fume.cli import app, check_out_folder
 
 CONFIG_HELP = "YAML config file, or the name of a shipped one: fume_fastscnn (the seed's recipe) or quickstart"
 OVERRIDES_HELP = "Dotted overrides after the options, values parsed as YAML: training.batch_size=4 data.image_size=[320,256]"
@@ -28,6 +28,7 @@ def train_command(
     from fume.workflows.train import train
 
     console = Console(stderr=True)
+    check_out_folder(out)
     cfg = resolve_paths(load_config(config_file(config), overrides or []))
     result = train(cfg, run_dir=out, resume=resume)
     from lightning.pytorch.utilities import rank_zero_only
@@ -49,17 +50,24 @@ def evaluate_command(
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output folder (default: RUN_DIR/eval-<split>-<checkpoint>)"),
     save_masks: Optional[bool] = typer.Option(None, "--save-masks/--no-save-masks", help="Write predicted masks (PNG, native size) under OUT/masks/"),
     config: Optional[Path] = typer.Option(None, "--config", "-c", help="Config file or shipped name to use instead of the run's own (must describe the same model)"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace the outputs of an earlier evaluation in OUT (refused without it)"),
     overrides: Optional[list[str]] = typer.Argument(None, help=OVERRIDES_HELP, show_default=False),
 ) -> None:
-    """Metrics at native resolution, predictions.csv, optional masks, confusion matrix and a qualitative grid."""
+    """Metrics at native resolution, predictions.csv, optional masks, confusion matrix and a qualitative grid.
+
+    OUT holds one evaluation: if it already holds an earlier one's outputs, the command stops
+    unless --overwrite, which replaces them (other files in OUT are kept). Nothing is moved into
+    OUT until every output is written, so a failed run (a full disk) leaves no partial outputs."""
     from rich.console import Console
 
     from fume.config import config_file
     from fume.training.callbacks import metrics_table
     from fume.workflows.evaluate import evaluate_checkpoint
 
+    check_out_folder(out)
     config_path = config_file(config) if config is not None else None
-    result = evaluate_checkpoint(checkpoint, split=split, out=out, save_masks=save_masks, config_path=config_path, overrides=overrides or [])
+    result = evaluate_checkpoint(checkpoint, split=split, out=out, save_masks=save_masks, config_path=config_path, overrides=overrides or [],
+                                 overwrite=overwrite)
     console = Console()
     console.print(metrics_table(result.metrics, f"{checkpoint.name} on {split or 'test'}"))
     console.print(f"written to {result.out_dir}: metrics.json, predictions.csv" + "".join(f", {p.name}" for p in result.figures))
@@ -74,4 +82,5 @@ def quickstart_command(
     """The main job: synthetic dataset (if absent) -> grouped split -> pairs -> train FUME -> evaluate on test."""
     from fume.workflows.quickstart import quickstart
 
+    check_out_folder(out)
     quickstart(out, config_path=config, overrides=overrides or [])

@@ -13,6 +13,10 @@ misclassification cannot flip the smoothed class, a real change shows within a f
 
 Frame i of the CO2 source is paired with frame i of the CH4 source (the two gases are filmed
 through separate filters, not at the same instant); the shorter source ends the run.
+
+Like batch mode (fume.inference.batch), everything is staged and moved into OUT at the end, and
+OUT holds one run's results: an earlier prediction run's outputs there are replaced
+(predict_video's default) or refused without `overwrite` (`fume predict` without --overwrite).
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ import numpy as np
 
 from fume.contract import GASES, key_name
 from fume.errors import ConfigError, DataError
-from fume.inference.batch import IMAGE_SUFFIXES, csv_row, describe_class
+from fume.inference.batch import IMAGE_SUFFIXES, PREDICT_OUTPUTS, check_output_folder, csv_row, describe_class, remove_earlier_outputs
 from fume.inference.overlay import overlay, side_by_side, text_panel
 from fume.inference.predictor import PairPrediction, Predictor
 from fume.io import VideoWriter, staged_dir, write_csv
@@ -160,10 +164,11 @@ def predict_video(
     write_video: bool = True,
     max_frames: int | None = None,
     progress: Callable[[int], None] | None = None,
+    overwrite: bool = True,
 ) -> VideoResult:
-    """Run the predictor on every frame of the sources and write OUT's files (module docstring)."""
+    """Run the predictor on every frame of the sources and write OUT's files (module docstring).
+    An earlier run's outputs in OUT are replaced, or with overwrite=False refused (ConfigError)."""
     import pandas as pd
-
 
     if co2 is None and ch4 is None:
         raise ConfigError("video mode needs --co2-video and/or --ch4-video")
@@ -172,6 +177,7 @@ def predict_video(
     ema = ExponentialMovingAverage(ema_alpha)
     labels = list(predictor.label_config.class_names)
     out = Path(out)
+    check_output_folder(out, PREDICT_OUTPUTS, overwrite)
     rows: list[dict[str, Any]] = []
     unused = {gas: 0 for gas in sources}
     with staged_dir(out) as staging:
@@ -218,4 +224,5 @@ def predict_video(
         if not rows:
             raise DataError("no frame was read from the video source(s)")
         write_csv(staging / CSV_NAME, pd.DataFrame(rows))
+        remove_earlier_outputs(out, PREDICT_OUTPUTS)
     return VideoResult(out, out / CSV_NAME, out / VIDEO_NAME if write_video else None, len(rows), rate, unused)

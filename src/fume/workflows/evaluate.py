@@ -6,6 +6,12 @@ Writes into OUT:
                         (+ co2_pred_mask, ch4_pred_mask with --save-masks)
   masks/                predicted masks, 8-bit PNG 0/1/2 at native resolution (--save-masks)
   confusion_matrix.png  qualitative.png
+
+Everything is written into a hidden staging folder inside OUT and moved into place only when all of
+it (figures included) is written: a failed run (a full disk, an error while drawing) leaves none
+of its files under their final names. OUT holds one run's results: the outputs of an earlier
+evaluation there (EVALUATE_OUTPUTS) are replaced (evaluate_checkpoint's default) or refused with
+overwrite=False (`fume evaluate` without --overwrite); other files in OUT are left alone.
 """
 
 from __future__ import annotations
@@ -25,10 +31,14 @@ from fume.contract import GASES, probability_columns
 from fume.data.dataset import read_paired_table
 from fume.errors import DataError
 from fume.evaluation.engine import PAIR_COLUMNS, evaluate_predictors
+from fume.inference.batch import check_output_folder, remove_earlier_outputs
 from fume.inference.engine import LoadedPair
 from fume.inference.predictor import PairPrediction, Predictor
-from fume.io import jsonable, write_csv, write_json, write_png
+from fume.io import jsonable, staged_dir, write_csv, write_json, write_png
 from fume.models.checkpoint import check_same_model, load_model_from_checkpoint
+
+# What an evaluation writes into OUT, as glob patterns relative to OUT.
+EVALUATE_OUTPUTS = ("metrics.json", "predictions.csv", "masks/*.png", "confusion_matrix.png", "qualitative.png")
 
 
 @dataclass
@@ -67,8 +77,10 @@ def evaluate_checkpoint(
     overrides: list[str] | tuple[str, ...] = (),
     device: str = "cpu",
     progress: bool = True,
+    overwrite: bool = True,
 ) -> EvaluationResult:
-    """Evaluate `checkpoint` on `split` (default testing.split) and write the files listed above."""
+    """Evaluate `checkpoint` on `split` (default testing.split) and write the files listed above.
+    An earlier evaluation's outputs in OUT are replaced, or with overwrite=False refused (ConfigError)."""
     checkpoint = Path(checkpoint)
     model, config = resolve_evaluation_config(checkpoint, config_path, overrides)
     split = split or config.testing.split
@@ -81,7 +93,19 @@ def evaluate_checkpoint(
         )
     table = read_paired_table(table_path)
     out_dir = Path(out) if out is not None else default_output_dir(checkpoint, split)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    check_output_folder(out_dir, EVALUATE_OUTPUTS, overwrite)
+    with staged_dir(out_dir) as staging:
+        metrics, predictions, figures = _evaluate_into(staging, model, config, checkpoint, split, table, save_masks, device, progress)
+        remove_earlier_outputs(out_dir, EVALUATE_OUTPUTS)
+    return EvaluationResult(
+        out_dir=out_dir, metrics=metrics, predictions_csv=out_dir / predictions.name,
+        figures=[out_dir / p.relative_to(staging) for p in figures], mask_dir=out_dir / "masks" if save_masks else None,
+    )
+
+
+def _evaluate_into(out_dir: Path, model, config, checkpoint: Path, split: str, table: pd.DataFrame, save_masks: bool, device: str,
+                   progress: bool) -> tuple[dict[str, Any], Path, list[Path]]:
+    """Evaluate and write every output into `out_dir` (the staging folder): (metrics, predictions.csv, figures)."""
     mask_dir = out_dir / "masks" if save_masks else None
     class_names = list(config.data.labels.class_names)
     predictor = Predictor.from_model(model, config, device=device, source=str(checkpoint))
@@ -107,7 +131,7 @@ def evaluate_checkpoint(
     write_csv(predictions_csv, pd.DataFrame(records).reindex(columns=columns))
 
     figures = _write_figures(out_dir, metrics, visuals.rows, class_names)
-    return EvaluationResult(out_dir=out_dir, metrics=metrics, predictions_csv=predictions_csv, figures=figures, mask_dir=mask_dir)
+    return metrics, predictions_csv, figures
 
 
 def _safe_name(sample_id: str) -> str:

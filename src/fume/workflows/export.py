@@ -2,7 +2,8 @@
 the fp32 -> int8 change of the scores on the validation split (through the evaluation engine, the
 same path as `fume evaluate`).
 
-Nothing is written under its final name until every step has passed.
+Nothing is written under its final name until every step has passed; a write that fails (a full
+disk, a read-only folder) ends with one WriteError naming the final path (fume.io).
 """
 
 from __future__ import annotations
@@ -104,8 +105,9 @@ def export_checkpoint(
             raise DataError(f"validation table not found: {validation}; pass --validation PAIRED_CSV (the val split of your data)")
         val_table = read_paired_table(validation)
 
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix=f".{out_path.stem}.work-", dir=out_path.parent) as work, staged_dir(out_path.parent) as staging:
+    # The work folder lies inside the staging folder: a folder that cannot be written fails at the
+    # first write with one WriteError naming it (fume.io), and nothing is left behind.
+    with staged_dir(out_path.parent) as staging, tempfile.TemporaryDirectory(prefix=f".{out_path.stem}.work-", dir=staging) as work:
         fp32 = staging / out_path.name
         output_names = export_fp32(model, config, fp32, size, opset)
         backend = OnnxBackend(fp32, source=str(out_path))
