@@ -138,3 +138,33 @@ def test_predict_refuses_a_decompression_bomb_by_name(onnx_export, tmp_path: Pat
     message = str(result.exception)
     assert "bomb_co2.png" in message and "400000000 pixels" in message and "\n" not in message
     assert not (tmp_path / "out" / "predictions.csv").exists()
+
+
+def test_a_file_name_that_is_not_utf8_does_not_lose_the_batch(onnx_export, tmp_path: Path) -> None:
+    import os
+
+    import pandas as pd
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    import numpy as np
+    from PIL import Image
+
+    frame = tmp_path / "frame.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (48, 64), dtype=np.uint8)).save(frame)
+    odd = Path(os.fsdecode(os.fsencode(str(folder)) + b"/pair_\xff_co2.png"))
+    try:
+        odd.write_bytes(frame.read_bytes())
+    except (OSError, UnicodeEncodeError):
+        pytest.skip("this file system refuses names that are not UTF-8")
+    (folder / "plain_co2.png").write_bytes(frame.read_bytes())
+    out = tmp_path / "out"
+    result = CliRunner().invoke(app, ["predict", "--onnx", str(onnx_export.onnx_path), "--input", str(folder), "--out", str(out)])
+    assert result.exit_code == 0, (result.output, result.exception)
+    table = pd.read_csv(out / "predictions.csv")
+    assert len(table) == 2
+    assert sorted(Path(p).name for p in table["co2_frame"]) == ["pair_\\xff_co2.png", "plain_co2.png"]
+    [sample] = [s for s in table["sample_id"] if s != "plain"]
+    saved = json.loads((out / "json" / f"{sample}.json").read_text(encoding="utf-8"))
+    assert os.fsencode(saved["gases"]["co2"]["source"]).endswith(b"/pair_\xff_co2.png")  # the exact bytes
+    assert (out / "overlays" / f"{sample}_co2.png").is_file()
