@@ -14,6 +14,13 @@ are predicted like any other, not refused. predictions.csv (UTF-8) gives such a 
 undecodable byte as a backslash escape, `pair_\\xff_co2.png` (csv_text), as `ls -b` would; the
 per-pair JSON keeps the exact name as a "\\udcff" escape, which os.fsencode(json.load(...)[...])
 turns back into the file's bytes. Overlay and mask names come from the file-safe sample id.
+
+OUT holds one run's results. When it already holds the outputs of an earlier prediction run
+(PREDICT_OUTPUTS: the files above and video mode's video_predictions.csv / annotated.mp4),
+`fume predict` refuses unless --overwrite; with it (and by default in predict_pairs /
+predict_video) the new run is staged first, then the earlier run's outputs are removed and the
+new ones moved in, so no stale json/overlays/masks of the earlier run stay beside the new
+predictions.csv. Only files FUME writes there are removed: anything else in OUT is left alone.
 """
 
 from __future__ import annotations
@@ -26,12 +33,14 @@ from pathlib import Path
 from typing import Any
 
 from fume.contract import GASES, key_name
-from fume.errors import DataError
+from fume.errors import ConfigError, DataError
 from fume.inference.engine import PairInput, load_batches, pairs_from_table, predict_loaded
 from fume.inference.overlay import overlay
 from fume.inference.predictor import PairPrediction, Predictor, default_sample_id
 from fume.io import staged_dir, write_csv, write_json, write_png
 
+# What a prediction run (batch or video mode) writes into OUT, as glob patterns relative to OUT.
+PREDICT_OUTPUTS = ("predictions.csv", "json/*.json", "overlays/*.png", "masks/*.png", "video_predictions.csv", "annotated.mp4")
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp"}
 _GAS_TOKEN = re.compile(r"(?i)(?:^|(?<=[_\-. ]))(co2|ch4)(?=[_\-. ]|$)")
 
@@ -170,6 +179,39 @@ def csv_row(pair: PairInput | None, pred: PairPrediction, files: dict[str, str])
     return row
 
 
+def earlier_outputs(out: str | os.PathLike, patterns: Sequence[str]) -> list[Path]:
+    """The files matching `patterns` in OUT (an earlier run's outputs), staging folders aside."""
+    out = Path(out)
+    if not out.is_dir():
+        return []
+    return sorted({p for pattern in patterns for p in out.glob(pattern) if p.is_file() and not p.name.startswith(".")})
+
+
+def check_output_folder(out: str | os.PathLike, patterns: Sequence[str], overwrite: bool) -> None:
+    """ConfigError when OUT already holds outputs of an earlier run and `overwrite` is False."""
+    found = earlier_outputs(out, patterns)
+    if found and not overwrite:
+        names = sorted({p.relative_to(out).parts[0] + ("/" if len(p.relative_to(out).parts) > 1 else "") for p in found})
+        raise ConfigError(
+            f"{out} already holds the outputs of an earlier run ({', '.join(names)}); "
+            "pass --overwrite to replace them, or choose another --out"
+        )
+
+
+def remove_earlier_outputs(out: str | os.PathLike, patterns: Sequence[str]) -> None:
+    """Delete the earlier run's outputs (only files matching `patterns`) and the folders they
+    leave empty; called once the new run is staged, just before it moves in."""
+    out = Path(out)
+    found = earlier_outputs(out, patterns)
+    for path in found:
+        path.unlink(missing_ok=True)
+    for folder in sorted({p.parent for p in found} - {out}, key=lambda d: len(d.parts), reverse=True):
+        try:
+            folder.rmdir()  # only when empty: a file of the user's keeps its folder
+        except OSError:
+            pass
+
+
 @dataclass
 class BatchResult:
     out_dir: Path
@@ -185,11 +227,14 @@ def predict_pairs(
     save_masks: bool = False,
     batch_size: int = 1,
     progress: Callable[[int], None] | None = None,
+    overwrite: bool = True,
 ) -> BatchResult:
-    """Predict every pair and write OUT's files (see the module docstring). `progress(k)` after each batch."""
+    """Predict every pair and write OUT's files (see the module docstring). `progress(k)` after each
+    batch. An earlier run's outputs in OUT are replaced, or with overwrite=False refused (ConfigError)."""
     import pandas as pd
 
     out = Path(out)
+    check_output_folder(out, PREDICT_OUTPUTS, overwrite)
     rows = []
     with staged_dir(out) as staging:
         for batch in load_batches(pairs, batch_size):
@@ -198,5 +243,6 @@ def predict_pairs(
             if progress is not None:
                 progress(len(batch))
         write_csv(staging / "predictions.csv", pd.DataFrame(rows))
+        remove_earlier_outputs(out, PREDICT_OUTPUTS)
     return BatchResult(out, out / "predictions.csv", rows)
 
