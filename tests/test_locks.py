@@ -167,7 +167,7 @@ def assert_refused(result: subprocess.CompletedProcess, folder: Path, pid: int) 
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert result.returncode == 1, result.stderr
     assert len(lines) == 1 and lines[0].startswith("error:"), result.stderr
-    assert f"{folder} is in use by another fume process: pid {pid} on {socket.gethostname()}" in lines[0]
+    assert f"{folder} is in use by another FUME process: pid {pid} on {socket.gethostname()}" in lines[0]
     assert sorted(p.name for p in folder.iterdir()) == [LOCK_NAME]  # nothing written into it
 
 

@@ -6,7 +6,7 @@ drops the flock when the process ends however it ends (exception, Ctrl-C, SIGTER
 dead owner never keeps a folder locked. The file also records the owner (JSON: pid, host,
 command, started, folder) for the message a second command stops with:
 
-    error: RUN is in use by another fume process: pid 4711 on gpu-2, `fume train ...` since
+    error: RUN is in use by another FUME process: pid 4711 on gpu-2, `fume train ...` since
     2025-01-31T10:02:11+01:00; wait for it to end or stop it, or choose another folder
 
 On a normal end (including an exception or Ctrl-C) the file is removed. A file whose flock is
@@ -155,11 +155,11 @@ def _acquire(folder: Path) -> int | None:
             if err.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
                 who = owner.describe() if owner is not None else "its details not written yet"
                 raise FolderLocked(
-                    f"{folder} is in use by another fume process: {who}; wait for it to end or stop it, "
+                    f"{folder} is in use by another FUME process: {who}; wait for it to end or stop it, "
                     "or choose another folder"
                 ) from None
             log.warning(f"cannot lock {folder} ({err.strerror}): this filesystem has no file locks; "
-                        "make sure no other fume command uses it at the same time")
+                        "make sure no other FUME command uses it at the same time")
             return None
         # A holder that ends removes the file: the one locked must still be the one at `path`.
         try:
