@@ -132,7 +132,7 @@ def test_chmod_read_only_folder(checkpoint, dataset, tmp_path, monkeypatch, caps
 # ------------------------------------------------------------------ --out naming a file
 
 
-@pytest.mark.parametrize("command", ["evaluate", "predict", "train", "export", "quickstart"])
+@pytest.mark.parametrize("command", ["evaluate", "predict", "train", "export", "quickstart", "experiments"])
 def test_out_naming_an_existing_file_is_refused_at_once(command, checkpoint, dataset, tmp_path, monkeypatch, capsys):
     existing = tmp_path / "results.txt"
     existing.write_text("mine\n")
@@ -142,6 +142,7 @@ def test_out_naming_an_existing_file_is_refused_at_once(command, checkpoint, dat
         "train": ["train", "-c", "quickstart", "--out", existing],
         "export": ["export", "-k", checkpoint, "--out", existing / "fume.onnx"],
         "quickstart": ["quickstart", "--out", existing],
+        "experiments": ["experiments", "baselines", "--preset", "quick", "--out", existing],
     }[command]
     code, err = fume(monkeypatch, capsys, *args)
     assert code == 1

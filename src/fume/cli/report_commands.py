@@ -8,7 +8,7 @@ from typing import Optional
 
 import typer
 
-from fume.cli import app
+from fume.cli import app, check_out_folder
 from fume.logs import get_logger
 
 log = get_logger(__name__)
@@ -56,6 +56,7 @@ def experiments_command(
     from fume.reporting.grid import config_hash
     from fume.workflows.experiments import plan, run_experiments
 
+    check_out_folder(out)
     console = Console(stderr=True)
     grids, overrides = _split_arguments(arguments)
     if data is not None:
