@@ -89,3 +89,53 @@ def test_resume_from_a_truncated_checkpoint_changes_nothing(train_args, trained_
     done = subprocess.run([*FUME, *train_args(tiny_dataset, run), "--resume"], env=env(), capture_output=True, text=True, timeout=300)
     assert_one_line_error(done, f"cannot read checkpoint {last}", "failed")
     assert snapshot(run) == before  # metrics.csv, metrics.json, config.yaml: nothing renamed or rewritten
+
+
+# The monitored score (val_balanced_accuracy) of each epoch, forced: epoch 1 is the best, and the
+# epochs after the resume are worse.
+SCORES = {0: 0.5, 1: 0.9, 2: 0.3, 3: 0.2, 4: 0.1}
+
+
+@pytest.fixture
+def forced_scores(monkeypatch):
+    from fume.training.module import FumeTask
+
+    real = FumeTask.log_dict
+
+    def log_dict(self, metrics, *args, **kwargs):
+        if "val_balanced_accuracy" in metrics and not self.trainer.sanity_checking:
+            score = SCORES[self.current_epoch]
+            metrics = {**metrics, "val_balanced_accuracy": score}
+            self.last_val_metrics["balanced_accuracy"] = score
+        return real(self, metrics, *args, **kwargs)
+
+    monkeypatch.setattr(FumeTask, "log_dict", log_dict)
+    return SCORES
+
+
+@pytest.mark.parametrize("how", ["move", "copy"])
+def test_resume_in_a_moved_folder_keeps_the_best_checkpoint(make_config, tiny_dataset, tmp_path, forced_scores, how):
+    import json
+    import shutil
+
+    from fume.workflows.train import train
+
+    first, run = tmp_path / "first", tmp_path / "elsewhere" / "run"
+    train(make_config(tiny_dataset, "logging.tensorboard=false", "training.num_epochs=2"), run_dir=first)
+    assert read_checkpoint(first / "checkpoints" / "best.ckpt")["epoch"] == 1
+    run.parent.mkdir()
+    (shutil.move if how == "move" else shutil.copytree)(first, run)
+    original = snapshot(first) if how == "copy" else None
+    best = (run / "checkpoints" / "best.ckpt").read_bytes()
+
+    result = train(make_config(tiny_dataset, "logging.tensorboard=false", "training.num_epochs=4"), run_dir=run, resume=True)
+    assert read_checkpoint(run / "checkpoints" / "last.ckpt")["epoch"] == 3
+    assert (run / "checkpoints" / "best.ckpt").read_bytes() == best  # epochs 2 and 3 were worse
+    assert result.best_checkpoint == run / "checkpoints" / "best.ckpt" and result.best_score == pytest.approx(0.9)
+    summary = json.loads((run / "metrics.json").read_text())
+    assert summary["best_epoch"] == 1 == read_checkpoint(run / "checkpoints" / "best.ckpt")["epoch"]
+    assert summary["best_score"] == pytest.approx(0.9) and summary["balanced_accuracy"] == pytest.approx(0.9)
+    assert summary["best_checkpoint"] == str(run / "checkpoints" / "best.ckpt")
+    assert [e["epoch"] for e in summary["history"]] == [0, 1, 2, 3]
+    if original is not None:
+        assert snapshot(first) == original  # resuming the copy leaves the original alone

@@ -1,12 +1,14 @@
-"""Small Lightning callbacks: the end-of-validation metrics table and Ctrl-C / SIGTERM -> last.ckpt."""
+"""Small Lightning callbacks: the end-of-validation metrics table, Ctrl-C / SIGTERM -> last.ckpt,
+and checkpoints that survive a moved run folder."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
 import lightning as L
-from lightning.pytorch.callbacks import RichProgressBar
+from lightning.pytorch.callbacks import ModelCheckpoint, RichProgressBar
 from lightning.pytorch.utilities import rank_zero_only
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from rich.console import Console
@@ -85,3 +87,52 @@ class CheckpointOnInterrupt(L.Callback):
                 f"interrupted at epoch {trainer.current_epoch}, step {trainer.global_step}; saved {self.path}. "
                 f"Continue with `fume train ... --resume`."
             )
+
+
+class RunCheckpoint(ModelCheckpoint):
+    """Lightning's ModelCheckpoint that keeps its state when the run folder was copied or moved
+    (Lightning drops best_model_score when the checkpoint folder's path changed, and the next
+    validation then replaces best.ckpt with a worse model; a copied folder's `last` callback even
+    deletes the original's last.ckpt): paths in the restored state are mapped into the current
+    folder. Also remembers the epoch of the best checkpoint (`best_epoch`, saved with the state),
+    so RUN_DIR/metrics.json describes best.ckpt."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.best_epoch: int | None = None
+
+    @property
+    def state_key(self) -> str:
+        # Lightning's own key (its class name): checkpoints written before this class restore too.
+        key = super().state_key
+        return "ModelCheckpoint" + key[len(type(self).__qualname__):]
+
+    def _track_best(self, trainer: L.Trainer, hook: Any) -> None:
+        before = self.best_model_score
+        hook()
+        if self.monitor and self.best_model_score is not None and self.best_model_score is not before:
+            self.best_epoch = trainer.current_epoch
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._track_best(trainer, lambda: super(RunCheckpoint, self).on_validation_end(trainer, pl_module))
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._track_best(trainer, lambda: super(RunCheckpoint, self).on_train_epoch_end(trainer, pl_module))
+
+    def state_dict(self) -> dict[str, Any]:
+        return {**super().state_dict(), "best_epoch": self.best_epoch}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        old = state_dict.get("dirpath")
+        if old and self.dirpath and old != self.dirpath:
+
+            def moved(path: Any) -> Any:
+                return os.path.join(self.dirpath, os.path.basename(path)) if path and os.path.dirname(str(path)) == old else path
+
+            state_dict = {
+                **state_dict, "dirpath": self.dirpath,
+                **{k: moved(state_dict.get(k)) for k in ("best_model_path", "kth_best_model_path", "last_model_path") if k in state_dict},
+                "best_k_models": {moved(k): v for k, v in (state_dict.get("best_k_models") or {}).items()},
+            }
+        super().load_state_dict(state_dict)
+        self.best_epoch = state_dict.get("best_epoch", self.best_epoch)

@@ -112,9 +112,10 @@ def build_trainer(
     """`monitor` decides best.ckpt, `stop_monitor` early stopping (default: the same metric).
     `preloaded`: (path, checkpoint) the caller already read safely, for trainer.fit(ckpt_path=path);
     any other checkpoint Lightning reads goes through the same safe reader (AtomicCheckpointIO)."""
-    from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint
+    from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor
 
     from fume.training.callbacks import CheckpointOnInterrupt, LossProgressBar, MetricsTable
+    from fume.training.callbacks import RunCheckpoint as ModelCheckpoint  # survives a moved run folder
     from fume.training.checkpoint import AtomicCheckpointIO
 
     t, tr = config.training, config.trainer
@@ -178,13 +179,24 @@ def build_trainer(
 
 
 class ValidationHistory(L.Callback):
-    """Per-epoch validation metrics, for RUN_DIR/metrics.json."""
+    """Per-epoch validation metrics, for RUN_DIR/metrics.json. Saved in every checkpoint (plain
+    numbers and lists), so a resumed run, however often interrupted, keeps the earlier epochs."""
 
     def __init__(self) -> None:
         self.epochs: list[dict[str, Any]] = []
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if not trainer.sanity_checking:
-            self.epochs.append({"epoch": trainer.current_epoch, **getattr(pl_module, "last_val_metrics", {})})
+            epoch = trainer.current_epoch
+            self.epochs = [e for e in self.epochs if e.get("epoch", -1) < epoch]  # an epoch validated again replaces its entry
+            self.epochs.append({"epoch": epoch, **getattr(pl_module, "last_val_metrics", {})})
+
+    def state_dict(self) -> dict[str, Any]:
+        from fume.io import jsonable
+
+        return {"epochs": jsonable(self.epochs)}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.epochs = [dict(e) for e in state_dict.get("epochs", [])]
 
 

@@ -45,6 +45,7 @@ class TrainResult:
     stopped_early: bool
     metrics: dict[str, Any]
     seconds: float
+    best_epoch: int | None = None  # the epoch best.ckpt was saved at
 
 
 def default_run_dir(config: FumeConfig) -> Path:
@@ -193,6 +194,7 @@ def _train(config: FumeConfig, run_dir: str | Path | None = None, resume: bool =
         stopped_early=bool(early is not None and early.stopped_epoch > 0),
         metrics={},
         seconds=time.perf_counter() - start,
+        best_epoch=getattr(best_cb, "best_epoch", None),
     )
     if trainer.is_global_zero:
         _write_run_summary(result, history.epochs, resumed=ckpt_path is not None)
@@ -208,10 +210,15 @@ def _write_run_summary(result: TrainResult, epochs: list[dict[str, Any]], resume
         earlier = json.loads(path.read_text(encoding="utf-8")).get("history", [])
         first = epochs[0]["epoch"] if epochs else float("inf")
         epochs = [e for e in earlier if e.get("epoch", -1) < first] + epochs
-    best = _best_metrics(epochs, result.monitor)
+    # The metrics of the epoch best.ckpt holds (a checkpoint written before FUME kept that epoch:
+    # the best of the history).
+    best = next((e for e in epochs if e.get("epoch") == result.best_epoch), None) if result.best_epoch is not None else None
+    if best is None:
+        best = _best_metrics(epochs, result.monitor)
+        result.best_epoch = best.get("epoch")
     result.metrics = best
     summary = {
-        "monitor": f"val_{result.monitor}", "best_score": result.best_score, "best_epoch": best.get("epoch"),
+        "monitor": f"val_{result.monitor}", "best_score": result.best_score, "best_epoch": result.best_epoch,
         "epochs_run": result.epochs_run, "stopped_early": result.stopped_early, "seconds": round(result.seconds, 1),
         "best_checkpoint": str(result.best_checkpoint) if result.best_checkpoint else None,
         **{k: v for k, v in best.items() if k != "epoch"},
