@@ -16,7 +16,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from fume.contract import ENCODERS, FUSIONS, GASES, MODALITIES, TASKS, size_problem
+from fume.contract import ENCODERS, FUSIONS, GASES, MAX_IMAGE_PIXELS, MODALITIES, TASKS, size_problem
 from fume.errors import ConfigError, DataError
 from fume.io import write_text
 
@@ -163,7 +163,7 @@ class DataConfig(Section):
     validate_before_training: bool = True
     # Largest frame or mask read (W x H pixels); bigger files are refused from their header, before
     # decoding (a decompression bomb). Default fume.data.frames.MAX_IMAGE_PIXELS, 50 megapixels.
-    max_image_pixels: int = Field(default=50_000_000, ge=1)
+    max_image_pixels: int = Field(default=MAX_IMAGE_PIXELS, ge=1)
     synthetic: SyntheticDataConfig | None = None
 
     @field_validator("image_size")

@@ -22,6 +22,10 @@ CLS_OUTPUT = "cls_logits"
 SEG_OUTPUTS: dict[str, str] = {gas: f"{gas}_seg_logits" for gas in GASES}
 OUTPUT_NAMES: tuple[str, ...] = (CLS_OUTPUT, *SEG_OUTPUTS.values())
 
+# Largest image (W x H) FUME decodes: 50 megapixels, ~160x a 640x480 OGI frame and above any thermal
+# camera's sensor; larger files are refused from their header (decompression bombs).
+MAX_IMAGE_PIXELS = 50_000_000
+
 # The models downsample by 32, so both sides of the model's input must be multiples of it.
 SIZE_MULTIPLE = 32
 

@@ -9,6 +9,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from fume.cli import app
+from fume.contract import MAX_IMAGE_PIXELS
 
 out = Console()
 
@@ -85,6 +86,7 @@ def generate(
 def validate_data(
     root: Path = typer.Argument(..., help="Dataset root holding annotations.csv or split tables."),
     no_files: bool = typer.Option(False, "--no-files", help="Check the tables only, not the images."),
+    max_image_pixels: int = typer.Option(MAX_IMAGE_PIXELS, "--max-image-pixels", help="Larger images are reported, not decoded (decompression bombs)"),
 ) -> None:
     """Check every row and file; exit 1 with a report of each defect found."""
     from fume.data.validate import validate_dataset
@@ -92,7 +94,7 @@ def validate_data(
     with _progress() as bar:
         task = bar.add_task("checking files", total=None)
         report = validate_dataset(
-            root, check_files=not no_files, progress=lambda done, total: bar.update(task, completed=done, total=total)
+            root, check_files=not no_files, max_image_pixels=max_image_pixels, progress=lambda done, total: bar.update(task, completed=done, total=total)
         )
     print(report.render())
     if not report.ok:

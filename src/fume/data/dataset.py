@@ -57,6 +57,7 @@ class PairedDataset(Dataset):
         modality_dropout: float = 0.0,
         seed: int | None = None,
         label_config: LabelConfig = LabelConfig(),
+        max_image_pixels: int | None = None,
     ) -> None:
         if not 0.0 <= modality_dropout <= 1.0:
             raise ConfigError(f"modality_dropout must be in [0, 1], got {modality_dropout}")
@@ -69,6 +70,7 @@ class PairedDataset(Dataset):
         self.modality_dropout = float(modality_dropout)
         self.seed = seed
         self.label_config = label_config
+        self.max_image_pixels = max_image_pixels
         self.epoch = 0
         bad = sorted(set(self.table["class_id"]) - set(range(label_config.num_classes)))
         if bad:
@@ -100,7 +102,7 @@ class PairedDataset(Dataset):
         return np.random.default_rng([self.seed, self.epoch, index])
 
     def _load_gas(self, row: pd.Series, gas: str, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-        frame, mask = load_labelled_frame(self.root / row[f"{gas}_frame"], self.root / row[f"{gas}_mask"])
+        frame, mask = load_labelled_frame(self.root / row[f"{gas}_frame"], self.root / row[f"{gas}_mask"], self.max_image_pixels)
         if self.image_size is not None:
             frame, mask = resize_frame(frame, self.image_size), resize_mask(mask, self.image_size)
         if self.augment is not None:

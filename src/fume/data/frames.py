@@ -14,16 +14,14 @@ import cv2
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from fume.contract import MASK_VALUES
+from fume.contract import MASK_VALUES, MAX_IMAGE_PIXELS
 from fume.errors import DataError
 
 # PIL modes that hold 8-bit values, and what they become as gray.
 _GRAY_MODES = {"L", "P", "1"}
 _COLOUR_MODES = {"RGB", "RGBA", "LA", "CMYK", "YCbCr"}
 
-# Largest image (W x H) read: 50 megapixels, ~80x a 640x480 OGI frame and above any thermal camera's
-# sensor. Overridden per call (`max_pixels`) or by the config's data.max_image_pixels.
-MAX_IMAGE_PIXELS = 50_000_000
+# MAX_IMAGE_PIXELS (fume.contract) is overridden per call (`max_pixels`) or by data.max_image_pixels.
 
 
 class ImageTooLargeError(DataError):

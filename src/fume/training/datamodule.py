@@ -34,6 +34,7 @@ def make_dataset(config: FumeConfig, split: str, train: bool = False):
         modality_dropout=config.data.modality_dropout if train else 0.0,
         seed=config.experiment.seed if train else None,
         label_config=config.data.labels,
+        max_image_pixels=config.data.max_image_pixels,
     )
 
 
