@@ -139,3 +139,34 @@ def test_resume_in_a_moved_folder_keeps_the_best_checkpoint(make_config, tiny_da
     assert [e["epoch"] for e in summary["history"]] == [0, 1, 2, 3]
     if original is not None:
         assert snapshot(first) == original  # resuming the copy leaves the original alone
+
+
+def test_logs_keep_every_epoch_across_interruptions(train_args, tiny_dataset, tmp_path):
+    """Ctrl-C in epoch 1, resume; kill -9 while writing epoch 2's last.ckpt, resume again: one
+    metrics.csv with every epoch once (learning rate included), metrics.json with every epoch."""
+    import json
+
+    import pandas as pd
+    from test_train_cli import assert_clean_interrupt, run_with_signal
+
+    run = tmp_path / "run"
+    args = train_args(tiny_dataset, run, "training.num_epochs=4")
+    assert_clean_interrupt(run_with_signal(tmp_path, args, "SIGINT", "step", epoch=1), run, epoch=1)
+    killed = run_with_signal(tmp_path, [*args, "--resume"], "SIGKILL", "write", epoch=2)
+    assert killed.returncode == -9 and "in the middle of writing .last." in killed.stderr, killed.stdout + killed.stderr
+    assert read_checkpoint(run / "checkpoints" / "last.ckpt")["epoch"] == 1
+    done = subprocess.run([*FUME, *args, "--resume"], env=env(), capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+    assert sorted(p.name for p in (run / "csv").glob("*.csv")) == ["metrics.csv"]
+    log = pd.read_csv(run / "csv" / "metrics.csv")
+    for column in ("train_loss_epoch", "val_balanced_accuracy"):
+        assert log.dropna(subset=[column])["epoch"].tolist() == [0, 1, 2, 3], column
+    lr = [c for c in log.columns if c.startswith("lr-")]
+    assert lr
+    rates = log.dropna(subset=lr, how="all")
+    assert rates["epoch"].tolist() == [0, 1, 2, 3]
+    assert log.groupby("epoch")["step"].is_monotonic_increasing.all()
+    summary = json.loads((run / "metrics.json").read_text())
+    assert [e["epoch"] for e in summary["history"]] == [0, 1, 2, 3]
+    assert (run / "training_curves.png").stat().st_size > 0

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
-from lightning.pytorch.callbacks import ModelCheckpoint, RichProgressBar
+from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, RichProgressBar
 from lightning.pytorch.utilities import rank_zero_only
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from rich.console import Console
@@ -136,3 +136,17 @@ class RunCheckpoint(ModelCheckpoint):
             }
         super().load_state_dict(state_dict)
         self.best_epoch = state_dict.get("best_epoch", self.best_epoch)
+
+
+class EpochLearningRateMonitor(LearningRateMonitor):
+    """LearningRateMonitor (logging_interval="epoch") whose rows carry the epoch, like every other
+    row of metrics.csv: the logs of an interrupted and resumed run are merged by epoch
+    (fume.workflows.train), and Lightning's own rows have only the step."""
+
+    def on_train_epoch_start(self, trainer: L.Trainer, *args: Any, **kwargs: Any) -> None:
+        if self.logging_interval == "step":
+            return
+        stats = self._extract_stats(trainer, "epoch" if self.logging_interval is None else "any")
+        if stats:
+            for logger in trainer.loggers:
+                logger.log_metrics({**stats, "epoch": trainer.current_epoch}, step=trainer.fit_loop.epoch_loop._batches_that_stepped)

@@ -112,9 +112,9 @@ def build_trainer(
     """`monitor` decides best.ckpt, `stop_monitor` early stopping (default: the same metric).
     `preloaded`: (path, checkpoint) the caller already read safely, for trainer.fit(ckpt_path=path);
     any other checkpoint Lightning reads goes through the same safe reader (AtomicCheckpointIO)."""
-    from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor
+    from lightning.pytorch.callbacks import EarlyStopping
 
-    from fume.training.callbacks import CheckpointOnInterrupt, LossProgressBar, MetricsTable
+    from fume.training.callbacks import CheckpointOnInterrupt, EpochLearningRateMonitor, LossProgressBar, MetricsTable
     from fume.training.callbacks import RunCheckpoint as ModelCheckpoint  # survives a moved run folder
     from fume.training.checkpoint import AtomicCheckpointIO
 
@@ -148,7 +148,7 @@ def build_trainer(
         )
     loggers = build_loggers(config, run_dir)
     if loggers:
-        callbacks.append(LearningRateMonitor(logging_interval="epoch"))
+        callbacks.append(EpochLearningRateMonitor(logging_interval="epoch"))
     if config.logging.progress_bar:
         callbacks.append(LossProgressBar(leave=True))
     if config.logging.metrics_table:

@@ -95,26 +95,66 @@ def _save_run_config(config: FumeConfig, run_dir: Path) -> None:
     save_config(config, path)
 
 
+EARLIER_LOG = "metrics.earlier.csv"
+
+
+def _read_log(path: Path) -> Any:
+    import pandas as pd
+
+    try:
+        return pd.read_csv(path, on_bad_lines="skip")  # a killed writer may leave half a row
+    except pd.errors.EmptyDataError:
+        return pd.DataFrame(columns=["epoch", "step"])
+
+
+def _merge_logs(old: Any, new: Any) -> Any:
+    """The rows of `old` before the first epoch of `new`, and those of that epoch before its first
+    step (a resume in the middle of an epoch continues it: its learning-rate row and first batches
+    are in `old` only; rows without an epoch, as the learning-rate rows of earlier FUME versions,
+    also go by the step), then `new`."""
+    import pandas as pd
+
+    if not len(new):
+        return old
+    first_epoch, first_step = new["epoch"].min(), new["step"].min()
+    epoch = old["epoch"] if "epoch" in old else pd.Series(float("nan"), index=old.index)
+    keep = (epoch < first_epoch) | (~(epoch > first_epoch) & (old["step"] < first_step))
+    merged = pd.concat([old[keep], new], ignore_index=True) if keep.any() else new
+    for column in ("epoch", "step"):
+        merged[column] = merged[column].astype("Int64")
+    return merged
+
+
 def _set_aside_csv_log(run_dir: Path) -> Path | None:
-    """Lightning's CSVLogger deletes an existing metrics.csv; keep it for merging after a resume."""
-    log = run_dir / "csv" / "metrics.csv"
-    if not log.is_file():
+    """Lightning's CSVLogger starts metrics.csv afresh: keep the earlier segments of the run in
+    csv/metrics.earlier.csv, for merging after the resumed segment (_merge_csv_logs). A run killed
+    before that merge leaves both files: they are folded together here, so every earlier segment
+    stays (as do the metrics.before-resume-*.csv of earlier FUME versions)."""
+    folder = run_dir / "csv"
+    earlier, current = folder / EARLIER_LOG, folder / "metrics.csv"
+    segments = [*sorted(folder.glob("metrics.before-resume-*.csv")), earlier, current]
+    segments = [p for p in segments if p.is_file()]
+    if not segments:
         return None
-    kept = log.with_name(f"metrics.before-resume-{time.strftime('%Y%m%d-%H%M%S')}.csv")
-    log.replace(kept)
-    return kept
+    if segments != [earlier]:
+        table = _read_log(segments[0])
+        for segment in segments[1:]:
+            table = _merge_logs(table, _read_log(segment))
+        write_csv(earlier, table)
+        for segment in segments:
+            if segment != earlier:
+                segment.unlink()
+    return earlier
 
 
 def _merge_csv_logs(earlier: Path, current: Path) -> None:
-    """One metrics.csv: the earlier rows of the epochs before the resumed one, then the new rows."""
-    import pandas as pd
-
-    old = pd.read_csv(earlier)
-    new = pd.read_csv(current) if current.is_file() else old.iloc[:0]
-    first = new["epoch"].min() if len(new) else float("inf")
-    merged = pd.concat([old[old["epoch"] < first], new], ignore_index=True)
-    write_csv(current, merged)
-    earlier.unlink()
+    """One metrics.csv: the earlier rows of the epochs before the resumed one, then the new rows.
+    (A kill between the write and the unlink leaves both; the next resume folds them again.)"""
+    if current.is_file():
+        write_csv(current, _merge_logs(_read_log(earlier), _read_log(current)))
+        earlier.unlink()
+    else:
+        earlier.replace(current)
 
 
 def _best_metrics(history: list[dict[str, Any]], monitor: str) -> dict[str, Any]:
@@ -174,11 +214,14 @@ def _train(config: FumeConfig, run_dir: str | Path | None = None, resume: bool =
                             preloaded=(ckpt_path, resumed) if resumed is not None else None)
     task = FumeTask(config)
     earlier_log = _set_aside_csv_log(run_dir) if ckpt_path is not None and trainer.is_global_zero else None
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=r"(Checkpoint|Experiment logs) directory .* exists and is not empty")
-        trainer.fit(task, datamodule=datamodule, ckpt_path=str(ckpt_path) if ckpt_path else None)
-    if earlier_log is not None:
-        _merge_csv_logs(earlier_log, run_dir / "csv" / "metrics.csv")
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=r"(Checkpoint|Experiment logs) directory .* exists and is not empty")
+            trainer.fit(task, datamodule=datamodule, ckpt_path=str(ckpt_path) if ckpt_path else None)
+    finally:
+        # Also after Ctrl-C or a failure: metrics.csv holds every epoch so far.
+        if earlier_log is not None:
+            _merge_csv_logs(earlier_log, run_dir / "csv" / "metrics.csv")
 
     from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 
