@@ -141,6 +141,7 @@ def test_resume_in_a_moved_folder_keeps_the_best_checkpoint(make_config, tiny_da
         assert snapshot(first) == original  # resuming the copy leaves the original alone
 
 
+@pytest.mark.slow  # three training processes (Ctrl-C, kill -9, resume): ~17 s
 def test_logs_keep_every_epoch_across_interruptions(train_args, tiny_dataset, tmp_path):
     """Ctrl-C in epoch 1, resume; kill -9 while writing epoch 2's last.ckpt, resume again: one
     metrics.csv with every epoch once (learning rate included), metrics.json with every epoch."""
