@@ -6,11 +6,10 @@ are refused with a one-line FumeError naming the file. Also hostile inputs throu
 from __future__ import annotations
 
 import json
-import struct
-import zlib
 from pathlib import Path
 
 import pytest
+from hostile_files import write_bomb_png  # tests/ is on sys.path (tests/conftest.py)
 from typer.testing import CliRunner
 
 from fume.cli import app
@@ -18,22 +17,6 @@ from fume.config import LabelConfig
 from fume.errors import DataError, FumeError
 from fume.inference.backends import META_CONFIG, META_IMAGE_SIZE
 from fume.inference.predictor import Predictor
-
-
-def write_bomb_png(path: Path, width: int = 20000, height: int = 20000) -> Path:
-    """A 1-bit gray PNG of width x height written with zlib: tens of KB on disk (as in
-    tests/data/test_hostile_inputs.py)."""
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
-
-    packer = zlib.compressobj(9)
-    row = b"\x00" * (1 + (width + 7) // 8)
-    body = b"".join(packer.compress(row) for _ in range(height)) + packer.flush()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0))
-                     + chunk(b"IDAT", body) + chunk(b"IEND", b""))
-    return path
 
 
 def with_metadata(source: Path, out: Path, **changes: str | None) -> Path:

@@ -23,21 +23,8 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent / "inference"))
-from inference_helpers import make_checkpoint, make_dataset  # noqa: E402
-
-from fume.cli import main  # noqa: E402
-from fume.errors import WriteError  # noqa: E402
-
-
-@pytest.fixture(scope="module")
-def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_dataset(tmp_path_factory.mktemp("dataset"))
-
-
-@pytest.fixture(scope="module")
-def checkpoint(dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_checkpoint(tmp_path_factory.mktemp("run") / "checkpoints" / "best.ckpt", dataset)
+from fume.cli import main
+from fume.errors import WriteError
 
 
 def fume(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture, *args: object) -> tuple[int, str]:
