@@ -164,6 +164,9 @@ class DataConfig(Section):
     # Largest frame or mask read (W x H pixels); bigger files are refused from their header, before
     # decoding (a decompression bomb). Default fume.data.frames.MAX_IMAGE_PIXELS, 50 megapixels.
     max_image_pixels: int = Field(default=MAX_IMAGE_PIXELS, ge=1)
+    # Accept absolute paths and paths leaving the dataset root ('..') in the tables
+    # (fume.data.layout.resolve_table_path); off, such a row stops with an error naming it.
+    allow_outside_root: bool = False
     synthetic: SyntheticDataConfig | None = None
 
     @field_validator("image_size")

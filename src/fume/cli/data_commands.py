@@ -87,6 +87,7 @@ def validate_data(
     root: Path = typer.Argument(..., help="Dataset root holding annotations.csv or split tables."),
     no_files: bool = typer.Option(False, "--no-files", help="Check the tables only, not the images."),
     max_image_pixels: int = typer.Option(MAX_IMAGE_PIXELS, "--max-image-pixels", help="Larger images are reported, not decoded (decompression bombs)"),
+    allow_outside_root: bool = typer.Option(False, "--allow-outside-root", help="Accept absolute paths and paths leaving ROOT ('..') in the tables"),
 ) -> None:
     """Check every row and file; exit 1 with a report of each defect found."""
     from fume.data.validate import validate_dataset
@@ -94,7 +95,8 @@ def validate_data(
     with _progress() as bar:
         task = bar.add_task("checking files", total=None)
         report = validate_dataset(
-            root, check_files=not no_files, max_image_pixels=max_image_pixels, progress=lambda done, total: bar.update(task, completed=done, total=total)
+            root, check_files=not no_files, max_image_pixels=max_image_pixels, allow_outside_root=allow_outside_root,
+            progress=lambda done, total: bar.update(task, completed=done, total=total),
         )
     print(report.render())
     if not report.ok:
@@ -107,26 +109,33 @@ def split(
     ratios: tuple[float, float, float] = typer.Option((0.7, 0.15, 0.15), "--ratios", help="train val test"),
     seed: int = typer.Option(0, "--seed"),
     random: bool = typer.Option(False, "--random", help="Naive row-level split (leaks recordings across splits)."),
+    group_by: str = typer.Option(
+        None, "--group-by", help="Group by this column instead of original_sample_id (e.g. animal_id: each animal in one split)."
+    ),
 ) -> None:
     """Write {train,val,test}_annotations.csv: grouped by recording and stratified by class."""
     from fume.data.layout import normalise_annotations
     from fume.data.split import split_dataset
 
-    parts = split_dataset(root, ratios=ratios, seed=seed, random=random)
-    kind = "random row-level" if random else "grouped by original_sample_id, stratified by class"
+    parts = split_dataset(root, ratios=ratios, seed=seed, random=random, group_by=group_by)
+    kind = "random row-level" if random else f"grouped by {group_by or 'original_sample_id'}, stratified by class"
     out.print(f"split ({kind}) written to {root}")
     for name, part in parts.items():
         t = normalise_annotations(part, name)
         by_class = t["class_name"].value_counts().sort_index().to_dict()
-        out.print(f"  {name:<5} {len(t):>6} rows  {t['original_sample_id'].nunique():>5} originals  {by_class}")
+        groups = f"  {t[group_by].nunique():>5} {group_by}" if group_by and group_by != "original_sample_id" else ""
+        out.print(f"  {name:<5} {len(t):>6} rows  {t['original_sample_id'].nunique():>5} originals{groups}  {by_class}")
 
 
 @app.command("audit-leakage")
-def audit_leakage_command(root: Path = typer.Argument(..., help="Dataset root with split tables.")) -> None:
+def audit_leakage_command(
+    root: Path = typer.Argument(..., help="Dataset root with split tables."),
+    group_by: str = typer.Option(None, "--group-by", help="Also count the values of this column (e.g. animal_id) the splits share."),
+) -> None:
     """Report originals and rows shared between train/val/test; exit 1 if any."""
     from fume.data.split import audit_leakage
 
-    report = audit_leakage(root)
+    report = audit_leakage(root, group_by=group_by)
     print(report.render())
     if not report.ok:
         raise typer.Exit(1)

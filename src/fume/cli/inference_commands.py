@@ -43,7 +43,8 @@ def predict_command(
     co2: Optional[Path] = typer.Option(None, "--co2", help="CO2 frame of one pair"),
     ch4: Optional[Path] = typer.Option(None, "--ch4", help="CH4 frame of one pair"),
     inputs: Optional[Path] = typer.Option(None, "--input", "-i", help="Batch mode: a folder of pairs (co2/ + ch4/ sub-folders or NAME_co2/NAME_ch4 files) or a paired CSV"),
-    data_root: Optional[Path] = typer.Option(None, "--data-root", help="Folder the paired CSV's paths are relative to (default: the CSV's folder)"),
+    data_root: Optional[Path] = typer.Option(None, "--data-root", help="Folder the paired CSV's paths are relative to (default: the root `fume pair` recorded, else the CSV's folder)"),
+    allow_outside_root: bool = typer.Option(False, "--allow-outside-root", help="Accept absolute CSV paths and paths leaving the dataset root ('..')"),
     co2_video: Optional[Path] = typer.Option(None, "--co2-video", help="Video mode: CO2 video file or folder of frames"),
     ch4_video: Optional[Path] = typer.Option(None, "--ch4-video", help="Video mode: CH4 video file or folder of frames"),
     fps: Optional[float] = typer.Option(None, "--fps", help="Frame rate of frame folders (default 30) or to override a video's"),
@@ -97,7 +98,7 @@ def predict_command(
     from fume.inference.predictor import default_sample_id
 
     if inputs is not None:
-        pairs = collect_pairs(inputs, data_root)
+        pairs = collect_pairs(inputs, data_root, allow_outside_root)
     else:
         pairs = [PairInput(default_sample_id(str(co2) if co2 else None, str(ch4) if ch4 else None), co2, ch4)]
     with _progress() as bar:
@@ -138,10 +139,12 @@ def export_command(
     quantize: Optional[str] = typer.Option(None, "--quantize", help="int8: also write OUT's .int8.onnx (static quantization)"),
     calibration: Optional[Path] = typer.Option(None, "--calibration", help="Paired CSV of your frames to calibrate int8 on (e.g. paired_train_annotations.csv)"),
     validation: Optional[Path] = typer.Option(None, "--validation", help="Paired CSV to measure the int8 change on (default: the run's val split)"),
-    data_root: Optional[Path] = typer.Option(None, "--data-root", help="Folder the CSVs' paths are relative to (default: the calibration CSV's folder)"),
+    data_root: Optional[Path] = typer.Option(None, "--data-root", help="Folder the CSVs' paths are relative to (default: the root `fume pair` recorded, else the calibration CSV's folder)"),
+    allow_outside_root: bool = typer.Option(False, "--allow-outside-root", help="Accept absolute CSV paths and paths leaving the dataset root ('..')"),
     calibration_pairs: int = typer.Option(64, "--calibration-pairs", help="Pairs used for calibration (spread over the table)"),
 ) -> None:
     """ONNX with inputs co2, ch4, modality_mask and a dynamic batch, checked against PyTorch; optionally int8."""
+    from fume.data.layout import outside_root_allowed
     from fume.inference.onnx import PARITY_MAX_ABS_DIFF
     from fume.workflows.export import export_checkpoint
 
@@ -151,10 +154,11 @@ def export_command(
             task = bar.add_task(description, total=total)
             return lambda: bar.advance(task)
 
-        result = export_checkpoint(
-            checkpoint, out, opset=opset, quantize=quantize, calibration=calibration, validation=validation,
-            data_root=data_root, calibration_pairs=calibration_pairs, progress=progress,
-        )
+        with outside_root_allowed(allow_outside_root):
+            result = export_checkpoint(
+                checkpoint, out, opset=opset, quantize=quantize, calibration=calibration, validation=validation,
+                data_root=data_root, calibration_pairs=calibration_pairs, progress=progress,
+            )
     worst = max(result.parity.max_abs_diff.values())
     used = max(result.parity.tolerance_used.values())
     agree = min(result.parity.argmax_agreement.values())
@@ -189,12 +193,14 @@ def benchmark_command(
     compare: Optional[str] = typer.Option(None, "--compare", help="fastscnn: also time plain Fast-SCNN (two passes, one per gas), alternating"),
     calibration: Optional[Path] = typer.Option(None, "--calibration", help="Paired CSV to calibrate int8 on (default: synthetic frames)"),
     data_root: Optional[Path] = typer.Option(None, "--data-root", help="Folder the calibration CSV's paths are relative to"),
+    allow_outside_root: bool = typer.Option(False, "--allow-outside-root", help="Accept absolute CSV paths and paths leaving the dataset root ('..')"),
     json_path: Optional[Path] = typer.Option(None, "--json", help="Write every figure to this JSON file"),
 ) -> None:
     """Parameters, GMACs, latency p50/p90, pairs per second and peak memory per backend and batch size."""
     from rich.table import Table
 
     from fume.contract import parse_size
+    from fume.data.layout import outside_root_allowed
     from fume.inference.benchmark import BACKENDS, format_table, parse_list, run_benchmark
     from fume.io import write_json
 
@@ -204,11 +210,12 @@ def benchmark_command(
         raise ConfigError(f"--batch {batch!r} must be comma-separated integers, e.g. 1,8") from None
     with _progress() as bar:
         task = bar.add_task("benchmark", total=None)
-        report = run_benchmark(
-            model=model, checkpoint=checkpoint, onnx=onnx, size=parse_size(size) if size else None, batches=batches,
-            backends=parse_list(backend, "backend", BACKENDS), threads=threads, runs=runs, warmup=warmup, compare=compare,
-            calibration=calibration, data_root=data_root, progress=lambda text: bar.update(task, description=text),
-        )
+        with outside_root_allowed(allow_outside_root):
+            report = run_benchmark(
+                model=model, checkpoint=checkpoint, onnx=onnx, size=parse_size(size) if size else None, batches=batches,
+                backends=parse_list(backend, "backend", BACKENDS), threads=threads, runs=runs, warmup=warmup, compare=compare,
+                calibration=calibration, data_root=data_root, progress=lambda text: bar.update(task, description=text),
+            )
     m, info = report["machine"], report["model"]
     gmacs = f"{info['gmacs']:.2f} GMACs" if info.get("gmacs") is not None else "GMACs n/a (ONNX input)"
     params = f"{info['params'] / 1e6:.2f} M parameters" if info.get("params") is not None else ""

@@ -14,13 +14,14 @@ from torch.utils.data import Dataset
 from fume.config import LabelConfig
 from fume.contract import GASES
 from fume.data.frames import frame_to_input, load_labelled_frame, resize_frame, resize_mask
-from fume.data.layout import PAIRED_COLUMNS, missing_columns, normalise_path, read_csv
+from fume.data.layout import PAIRED_COLUMNS, check_table_path, clean_path, missing_columns, read_csv, resolve_table_path
 from fume.data.transforms import build_augmentation, seed_augmentation
 from fume.errors import ConfigError, DataError
 
 
 def read_paired_table(table: str | os.PathLike | pd.DataFrame) -> pd.DataFrame:
-    """A paired table with paths normalised and empty cells for a missing gas."""
+    """A paired table with paths cleaned (fume.data.layout.clean_path) and empty cells for a
+    missing gas; read from a file, `attrs["csv_dir"]` is its folder (for resolve_table_path)."""
     source = "paired table" if isinstance(table, pd.DataFrame) else str(table)
     frame = table.copy() if isinstance(table, pd.DataFrame) else read_csv(table)
     absent = missing_columns(frame, PAIRED_COLUMNS)
@@ -28,11 +29,14 @@ def read_paired_table(table: str | os.PathLike | pd.DataFrame) -> pd.DataFrame:
         raise DataError(f"{source}: missing column(s) {absent}; expected columns {PAIRED_COLUMNS}")
     for gas in GASES:
         for column in (f"{gas}_frame", f"{gas}_mask"):
-            frame[column] = frame[column].fillna("").astype(str).map(normalise_path)
+            frame[column] = frame[column].fillna("").astype(str).map(clean_path)
     frame["sample_id"] = frame["sample_id"].astype(str)
     frame["class_id"] = pd.to_numeric(frame["class_id"], errors="raise").astype(int)
     frame["ph_value"] = pd.to_numeric(frame["ph_value"], errors="raise").astype(float)
-    return frame.reset_index(drop=True)
+    frame = frame.reset_index(drop=True)
+    if not isinstance(table, pd.DataFrame):
+        frame.attrs["csv_dir"] = str(Path(table).parent)
+    return frame
 
 
 class PairedDataset(Dataset):
@@ -58,6 +62,7 @@ class PairedDataset(Dataset):
         seed: int | None = None,
         label_config: LabelConfig = LabelConfig(),
         max_image_pixels: int | None = None,
+        allow_outside_root: bool | None = None,
     ) -> None:
         if not 0.0 <= modality_dropout <= 1.0:
             raise ConfigError(f"modality_dropout must be in [0, 1], got {modality_dropout}")
@@ -65,6 +70,12 @@ class PairedDataset(Dataset):
             raise ConfigError(f"image_size must be (W, H) with positive sides, got {image_size}")
         self.root = Path(root)
         self.table = read_paired_table(table)
+        self.csv_dir = self.table.attrs.get("csv_dir")
+        self.allow_outside_root = allow_outside_root
+        source = "paired table" if isinstance(table, pd.DataFrame) else str(table)
+        for i, row in enumerate(self.table[[f"{g}_{k}" for g in GASES for k in ("frame", "mask")]].itertuples(index=False)):
+            for value in row:  # absolute paths and '..' refused before the first step
+                check_table_path(value, allow_outside_root, f"{source} row {i + 2}")
         self.image_size = tuple(int(v) for v in image_size) if image_size is not None else None
         self.augment = build_augmentation() if augment is True else (augment or None)
         self.modality_dropout = float(modality_dropout)
@@ -102,7 +113,11 @@ class PairedDataset(Dataset):
         return np.random.default_rng([self.seed, self.epoch, index])
 
     def _load_gas(self, row: pd.Series, gas: str, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-        frame, mask = load_labelled_frame(self.root / row[f"{gas}_frame"], self.root / row[f"{gas}_mask"], self.max_image_pixels)
+        frame_path, mask_path = (
+            resolve_table_path(row[f"{gas}_{kind}"], self.csv_dir, self.root, self.allow_outside_root, f"sample {row['sample_id']!r}: {kind}")
+            for kind in ("frame", "mask")
+        )
+        frame, mask = load_labelled_frame(frame_path, mask_path, self.max_image_pixels)
         if self.image_size is not None:
             frame, mask = resize_frame(frame, self.image_size), resize_mask(mask, self.image_size)
         if self.augment is not None:

@@ -11,6 +11,16 @@ frame of the same pH and class (the label both frames carry). Two strategies:
 - ``original_based``: frames sharing ``original_sample_id`` and ``augmentation_id`` are paired;
   the rest become single-gas samples.
 
+Who and when: when the tables have an `animal_id` column, frames are only paired within one
+animal (the groups above become (pH, class, animal); a row with an empty `animal_id` is paired
+only with other rows without one), and the paired table keeps a single `animal_id` column (both
+frames agree by construction; `original_based` raises DataError when a recording's CO2 and CH4
+frames name different animals). `session_id` and `timestamp` differ between the two frames of a
+pair (they are never filmed at the same instant), so each becomes one column per gas:
+`co2_session_id`, `ch4_session_id`, `co2_timestamp`, `ch4_timestamp` (empty for a missing gas).
+These columns (layout.PAIRED_WHO_WHEN_COLUMNS) are written only when the source has them: a table
+without them pairs exactly as before.
+
 `pair_dataset` refuses (DataError naming the CSV, nothing written) when a split table has no
 rows: a paired table is never written empty, as `fume split` never writes an empty split.
 """
@@ -24,7 +34,17 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-from fume.data.layout import PAIRED_COLUMNS, SPLITS, paired_table_name, read_annotations, require_rows, split_table_name, split_tables_present
+from fume.data.layout import (
+    PAIRED_COLUMNS,
+    SPLITS,
+    WHO_WHEN_COLUMNS,
+    paired_table_name,
+    read_annotations,
+    require_rows,
+    split_table_name,
+    split_tables_present,
+    write_root_record,
+)
 from fume.errors import DataError
 from fume.io import write_csv
 
@@ -32,10 +52,28 @@ Strategy = Literal["random", "original_based"]
 STRATEGIES: tuple[str, ...] = ("random", "original_based")
 
 
-def _row(co2: pd.Series | None, ch4: pd.Series | None, sample_id: str) -> dict:
+def _who_when(co2: pd.Series | None, ch4: pd.Series | None, present: list[str]) -> dict:
+    """The paired table's who-and-when values of a pair (see the module docstring)."""
+    ref = co2 if co2 is not None else ch4
+    values: dict = {}
+    for column in present:
+        if column == "animal_id":
+            values[column] = ref[column]
+        else:
+            for gas, row in (("co2", co2), ("ch4", ch4)):
+                values[f"{gas}_{column}"] = row[column] if row is not None else ""
+    return values
+
+
+def who_when_columns(present: list[str]) -> list[str]:
+    """The paired table's columns for the who-and-when columns `present` in an annotation table."""
+    return [c for column in present for c in ([column] if column == "animal_id" else [f"co2_{column}", f"ch4_{column}"])]
+
+
+def _row(co2: pd.Series | None, ch4: pd.Series | None, sample_id: str, present: list[str] = ()) -> dict:
     ref = co2 if co2 is not None else ch4
     assert ref is not None
-    return {
+    return {**_who_when(co2, ch4, present),
         "sample_id": sample_id,
         "co2_frame": co2["frame_path"] if co2 is not None else "",
         "co2_mask": co2["mask_path"] if co2 is not None else "",
@@ -79,11 +117,15 @@ def pair_table(
     unknown = sorted(set(table["gas_type"]) - {"co2", "ch4"})
     if unknown:
         raise DataError(f"gas_type values {unknown} cannot be paired; expected 'co2' or 'ch4'")
+    present = [c for c in WHO_WHEN_COLUMNS if c in table.columns]
     table = table.assign(_ph=table["ph_value"].round(2))
+    if present:
+        table = table.assign(**{c: table[c].astype(str).str.strip() for c in present})
     matches = []
     if strategy == "random":
-        groups = table.groupby(["_ph", "class_id"], sort=True)
-        for g, ((ph, class_id), group) in enumerate(groups):
+        keys = ["_ph", "class_id"] + (["animal_id"] if "animal_id" in present else [])
+        groups = table.groupby(keys, sort=True)
+        for g, (_, group) in enumerate(groups):
             rng = np.random.default_rng([seed, g])
             co2 = group[group["gas_type"] == "co2"]
             ch4 = group[group["gas_type"] == "ch4"]
@@ -95,14 +137,19 @@ def pair_table(
                     f"original_sample_id {key[0]!r}, augmentation_id {key[1]} has rows of different "
                     f"pH or class: {sorted(group['_ph'].unique())}; they cannot be paired"
                 )
+            if "animal_id" in present and group["animal_id"].nunique() > 1:
+                raise DataError(
+                    f"original_sample_id {key[0]!r}, augmentation_id {key[1]} has rows of different "
+                    f"animal_id: {sorted(group['animal_id'].unique())}; they cannot be paired"
+                )
             co2_rows = [r for _, r in group[group["gas_type"] == "co2"].iterrows()]
             ch4_rows = [r for _, r in group[group["gas_type"] == "ch4"].iterrows()]
             n = min(len(co2_rows), len(ch4_rows))
             matches.extend(zip(co2_rows[:n], ch4_rows[:n]))
             matches.extend((r, None) for r in co2_rows[n:])
             matches.extend((None, r) for r in ch4_rows[n:])
-    rows = [_row(co2, ch4, f"{id_prefix}{i:06d}") for i, (co2, ch4) in enumerate(matches)]
-    return pd.DataFrame(rows, columns=PAIRED_COLUMNS)
+    rows = [_row(co2, ch4, f"{id_prefix}{i:06d}", present) for i, (co2, ch4) in enumerate(matches)]
+    return pd.DataFrame(rows, columns=PAIRED_COLUMNS + who_when_columns(present))
 
 
 def pairing_statistics(paired: pd.DataFrame) -> dict:
@@ -139,4 +186,6 @@ def pair_dataset(
     result = {split: pair_table(table, strategy, seed + i, reuse, id_prefix=f"{split}-") for i, (split, table) in enumerate(tables.items())}
     for split, paired in result.items():
         write_csv(out / paired_table_name(split), paired, backup=True)
+    if out.resolve() != root.resolve():  # readers of out/ find the files without --data-root
+        write_root_record(out, root)
     return result

@@ -19,10 +19,12 @@ from fume.data.layout import (
     ANNOTATIONS_FILE,
     PAIRED_COLUMNS,
     SPLITS,
+    clean_path,
     missing_columns,
     normalise_path,
     paired_table_name,
     read_csv,
+    resolve_table_path,
     split_table_name,
 )
 from fume.errors import DataError
@@ -37,6 +39,8 @@ DEFECTS: dict[str, str] = {
     "unknown_gas": "gas_type other than co2 / ch4",
     "unknown_class": "class_name or class_id not in the class list",
     "class_ph_mismatch": "class that contradicts the pH mapping",
+    "outside_root": "absolute path or '..' leaving the dataset root (allowed by --allow-outside-root)",
+    "ambiguous_path": "path naming different files relative to the CSV's folder and the dataset root",
     "missing_file": "frame or mask file not found",
     "unreadable_image": "image that cannot be decoded: corrupt or truncated",
     "image_too_large": "image over the pixel limit (data.max_image_pixels), not decoded",
@@ -93,7 +97,6 @@ def _check_annotation_rows(table: pd.DataFrame, name: str, labels: LabelConfig, 
         for i in np.flatnonzero(numbers.isna().to_numpy()):
             report.add("bad_value", f"{where(i)}: {column} = {table[column].iloc[i]!r} is not a number")
     frames = table["frame_path"].astype(str).map(normalise_path)
-    masks = table["mask_path"].astype(str).map(normalise_path)
     for i in np.flatnonzero(frames.duplicated().to_numpy()):
         report.add("duplicate_row", f"{where(i)}: frame {frames.iloc[i]} is listed again")
     for i, row in enumerate(table.itertuples(index=False)):
@@ -124,17 +127,23 @@ def _check_annotation_rows(table: pd.DataFrame, name: str, labels: LabelConfig, 
                 f"{where(i)}: pH {ph} maps to {labels.class_names[expected]} but the row says "
                 f"{labels.class_names[class_id]} (class_id {class_id})",
             )
-    return pd.DataFrame({"frame": frames, "mask": masks, "where": [where(i) for i in range(len(table))]})
+    raw = {k: table[f"{k}_path"].astype(str).map(clean_path) for k in ("frame", "mask")}
+    return pd.DataFrame({"frame": raw["frame"], "mask": raw["mask"], "where": [where(i) for i in range(len(table))]})
 
 
 def _check_files(
     pairs: pd.DataFrame, root: Path, report: ValidationReport, progress: Callable[[int, int], None] | None,
-    max_pixels: int = MAX_IMAGE_PIXELS,
+    max_pixels: int = MAX_IMAGE_PIXELS, allow_outside_root: bool | None = None,
 ) -> None:
-    """Each (frame, mask) once: existence, decoding, mask values, sizes."""
+    """Each (frame, mask) once: path rules (resolve_table_path), existence, decoding, mask values, sizes."""
     def load(rel: str, kind: str, where: str):
-        path = root / rel
-        if not path.is_file():
+        try:
+            path = resolve_table_path(rel, root, root, allow_outside_root, f"{where}: {kind}", must_exist=False)
+        except DataError as err:
+            report.add("ambiguous_path" if "two different files" in str(err) else "outside_root", str(err))
+            return None
+        rel = normalise_path(rel)
+        if path is None or not path.is_file():
             report.add("missing_file", f"{where}: {kind} {rel} not found")
             return None
         try:
@@ -170,11 +179,14 @@ def validate_dataset(
     check_files: bool = True,
     progress: Callable[[int, int], None] | None = None,
     max_image_pixels: int | None = None,
+    allow_outside_root: bool | None = None,
 ) -> ValidationReport:
     """Check `annotations.csv`, the split tables and the paired tables present in `root`, and every
     frame and mask they name. Never raises for a data defect: each one goes into the report.
     `progress(done, total)` is called after each (frame, mask) file pair. Images over
-    `max_image_pixels` (default fume.data.frames.MAX_IMAGE_PIXELS) are reported, not decoded."""
+    `max_image_pixels` (default fume.data.frames.MAX_IMAGE_PIXELS) are reported, not decoded. Paths
+    follow fume.data.layout.resolve_table_path: absolute ones and '..' are reported (kind
+    outside_root) unless `allow_outside_root`."""
     labels = label_config or LabelConfig()
     root = Path(root)
     report = ValidationReport(root=str(root))
@@ -215,7 +227,7 @@ def validate_dataset(
         _count(all_rows[0] if ANNOTATIONS_FILE in report.tables else pd.concat(all_rows), report)
     if check_files and to_check:
         limit = MAX_IMAGE_PIXELS if max_image_pixels is None else int(max_image_pixels)
-        _check_files(pd.concat(to_check, ignore_index=True), root, report, progress, limit)
+        _check_files(pd.concat(to_check, ignore_index=True), root, report, progress, limit, allow_outside_root)
     return report
 
 
@@ -224,8 +236,8 @@ def _paired_rows(table: pd.DataFrame, name: str, labels: LabelConfig, report: Va
     for i, row in enumerate(table.itertuples(index=False)):
         where = f"{name} row {i + 2}"
         for gas in GASES:
-            frame = normalise_path(getattr(row, f"{gas}_frame") or "")
-            mask = normalise_path(getattr(row, f"{gas}_mask") or "")
+            frame = clean_path(getattr(row, f"{gas}_frame") or "")
+            mask = clean_path(getattr(row, f"{gas}_mask") or "")
             if frame or mask:
                 rows.append({"frame": frame, "mask": mask, "where": where})
         try:

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from fume.contract import GASES, key_name
+from fume.data.layout import PAIRED_WHO_WHEN_COLUMNS
 from fume.errors import ConfigError, DataError
 from fume.inference.engine import PairInput, load_batches, pairs_from_table, predict_loaded
 from fume.inference.overlay import overlay
@@ -98,23 +99,29 @@ def pairs_from_folder(folder: str | os.PathLike) -> list[PairInput]:
     return unique_ids(pairs)
 
 
-def pairs_from_csv(table: str | os.PathLike, root: str | os.PathLike | None = None) -> list[PairInput]:
-    """Pairs of a paired table (paired_*_annotations.csv); paths relative to `root` (default: the CSV's folder)."""
+def pairs_from_csv(
+    table: str | os.PathLike, root: str | os.PathLike | None = None, allow_outside_root: bool | None = None
+) -> list[PairInput]:
+    """Pairs of a paired table (paired_*_annotations.csv); paths resolved against `root` (default:
+    the root `fume pair` recorded, else the CSV's folder) and the CSV's folder (resolve_table_path)."""
     from fume.data.dataset import read_paired_table
+    from fume.data.layout import recorded_root
 
     table = Path(table)
     if not table.is_file():
         raise DataError(f"paired table not found: {table}")
-    root = Path(root) if root is not None else table.parent
-    return unique_ids(pairs_from_table(read_paired_table(table), root, source=str(table)))
+    root = Path(root) if root is not None else (recorded_root(table.parent) or table.parent)
+    return unique_ids(pairs_from_table(read_paired_table(table), root, source=str(table), allow_outside_root=allow_outside_root))
 
 
-def collect_pairs(source: str | os.PathLike, root: str | os.PathLike | None = None) -> list[PairInput]:
+def collect_pairs(
+    source: str | os.PathLike, root: str | os.PathLike | None = None, allow_outside_root: bool | None = None
+) -> list[PairInput]:
     source = Path(source)
     if source.is_dir():
         return pairs_from_folder(source)
     if source.suffix.lower() == ".csv":
-        return pairs_from_csv(source, root)
+        return pairs_from_csv(source, root, allow_outside_root)
     if not source.exists():
         raise DataError(f"input not found: {source}")
     raise DataError(f"input {source} is neither a folder of frame pairs nor a paired CSV (.csv)")
@@ -164,6 +171,8 @@ def csv_row(pair: PairInput | None, pred: PairPrediction, files: dict[str, str])
         row[f"{gas}_frame"] = csv_text(pred.gases[gas].source or "")
     if pair is not None and pair.class_id is not None:
         row["class_id"] = pair.class_id
+    if pair is not None:  # who and when, only when the input table has them
+        row.update({column: pair.row[column] for column in PAIRED_WHO_WHEN_COLUMNS if column in pair.row})
     row["pred_class_id"] = data["class_id"]
     row["pred_class_name"] = data["class_name"]
     rng = data["ph_range"] or {}

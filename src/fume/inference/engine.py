@@ -40,15 +40,24 @@ class LoadedPair:
     masks: dict[str, np.ndarray | None]  # native ground truth; empty unless asked for
 
 
-def pairs_from_table(table: pd.DataFrame, root: str | Path, source: str = "paired table") -> list[PairInput]:
-    """The pairs of a paired table (fume.data.dataset.read_paired_table), paths relative to `root`."""
-    root = Path(root)
+def pairs_from_table(
+    table: pd.DataFrame, root: str | Path, source: str = "paired table", allow_outside_root: bool | None = None
+) -> list[PairInput]:
+    """The pairs of a paired table (fume.data.dataset.read_paired_table), paths resolved by
+    fume.data.layout.resolve_table_path against `root` and the table's folder (attrs["csv_dir"])."""
+    from fume.data.layout import resolve_table_path
+
+    csv_dir = table.attrs.get("csv_dir")
     pairs = []
-    for row in table.to_dict("records"):
-        paths = {gas: (root / row[f"{gas}_frame"] if row[f"{gas}_frame"] else None) for gas in GASES}
+    for i, row in enumerate(table.to_dict("records")):
+        def resolve(column: str) -> Path | None:
+            where = f"{source} row {i + 2}"
+            return resolve_table_path(row[column], csv_dir, root, allow_outside_root, where, must_exist=False)
+
+        paths = {gas: resolve(f"{gas}_frame") for gas in GASES}
         if not any(paths.values()):
             raise DataError(f"{source}: sample {row['sample_id']!r} has neither a CO2 nor a CH4 frame")
-        masks = {gas: (root / row[f"{gas}_mask"] if row[f"{gas}_mask"] else None) for gas in GASES}
+        masks = {gas: resolve(f"{gas}_mask") for gas in GASES}
         pairs.append(PairInput(str(row["sample_id"]), paths["co2"], paths["ch4"], int(row["class_id"]), masks, row))
     return pairs
 

@@ -16,11 +16,14 @@ DEFAULT_CALIBRATION_PAIRS = 64
 
 
 def paired_dataset(table: str | os.PathLike, root: str | os.PathLike | None, size: tuple[int, int], label_config: Any):
-    """PairedDataset over a paired CSV; paths relative to `root` (default: the CSV's folder)."""
+    """PairedDataset over a paired CSV; paths resolved against `root` (default: the root `fume
+    pair` recorded, else the CSV's folder) and the CSV's folder (resolve_table_path)."""
+    from fume.data.layout import recorded_root
+
     table = Path(table)
     if not table.is_file():
         raise DataError(f"paired table not found: {table}")
-    root = Path(root) if root is not None else table.parent
+    root = Path(root) if root is not None else (recorded_root(table.parent) or table.parent)
     return PairedDataset(table, root, image_size=size, label_config=label_config)
 
 
