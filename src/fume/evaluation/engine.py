@@ -19,6 +19,7 @@ import pandas as pd
 import torch
 
 from fume.contract import GASES, NUM_SEG_CLASSES, probability_columns
+from fume.data.layout import PAIRED_WHO_WHEN_COLUMNS
 from fume.evaluation.metrics import METRIC_KEYS, ClassificationMetrics, SegmentationMetrics, joint_score
 from fume.inference.engine import LoadedPair, load_batches, pairs_from_table, predict_loaded
 from fume.inference.predictor import PairPrediction, Predictor
@@ -74,6 +75,8 @@ def record_of(pair: LoadedPair, prediction: PairPrediction, class_names: list[st
     """The predictions.csv row of a pair: its table columns, the predicted class and probabilities."""
     record = {column: pair.pair.row[column] for column in PAIR_COLUMNS}
     record["class_id"] = int(record["class_id"])
+    # Who and when (animal_id, co2_/ch4_session_id, co2_/ch4_timestamp), only when the table has them.
+    record.update({column: pair.pair.row[column] for column in PAIRED_WHO_WHEN_COLUMNS if column in pair.pair.row})
     if prediction.probabilities is not None:
         record["pred_class_id"] = prediction.class_id
         record.update({c: float(p) for c, p in zip(probability_columns(class_names), prediction.probabilities)})
