@@ -159,3 +159,16 @@ def test_pair_out_dir_works_without_data_root(tiny: tuple[Path, Path], tmp_path:
                  "--calibration-pairs", "4")
     assert result.exit_code == 0, result.output
     assert (tmp_path / "m.int8.onnx").is_file() or list(tmp_path.glob("*int8*.onnx"))
+
+
+def test_the_config_key_decides_for_training(tmp_path: Path) -> None:
+    from fume.config import FumeConfig
+    from fume.training.datamodule import make_dataset
+
+    root, _ = _outside_layout(tmp_path)
+    _paired_row(root, "../secret.png").to_csv(root / "paired_train_annotations.csv", index=False)
+    config = FumeConfig(data={"dataset_root": str(root), "image_size": [64, 64]})
+    with pytest.raises(DataError, match="leaves the dataset root"):
+        make_dataset(config, "train")
+    allowed = config.model_copy(update={"data": config.data.model_copy(update={"allow_outside_root": True})})
+    assert len(make_dataset(allowed, "train")) == 1

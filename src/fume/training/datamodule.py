@@ -35,6 +35,7 @@ def make_dataset(config: FumeConfig, split: str, train: bool = False):
         seed=config.experiment.seed if train else None,
         label_config=config.data.labels,
         max_image_pixels=config.data.max_image_pixels,
+        allow_outside_root=config.data.allow_outside_root,
     )
 
 

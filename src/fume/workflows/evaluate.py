@@ -29,6 +29,7 @@ import pandas as pd
 from fume.config import load_config, override_config, resolve_paths
 from fume.contract import GASES, probability_columns
 from fume.data.dataset import read_paired_table
+from fume.data.layout import outside_root_allowed
 from fume.errors import DataError
 from fume.evaluation.engine import PAIR_COLUMNS, evaluate_predictors
 from fume.inference.batch import check_output_folder, remove_earlier_outputs
@@ -118,7 +119,7 @@ def _evaluate_into(out_dir: Path, model, config, checkpoint: Path, split: str, t
         if mask_dir is not None:
             mask_paths.append(_save_masks(mask_dir, prediction))
 
-    with _progress(len(table), f"evaluating {split}", progress) as advance:
+    with outside_root_allowed(config.data.allow_outside_root), _progress(len(table), f"evaluating {split}", progress) as advance:
         result = evaluate_predictors({"model": predictor}, table, config.data.dataset_root, config.testing.batch_size, on_pair=on_pair, progress=advance)["model"]
     metrics = jsonable(result.metrics)
     write_json(out_dir / "metrics.json", metrics)

@@ -62,7 +62,7 @@ def validate_data(config: FumeConfig) -> None:
         task = bar.add_task("checking the dataset", total=None)
         report = validate_dataset(
             config.data.dataset_root, label_config=config.data.labels, max_image_pixels=config.data.max_image_pixels,
-            progress=lambda done, total: bar.update(task, completed=done, total=total),
+            allow_outside_root=config.data.allow_outside_root, progress=lambda done, total: bar.update(task, completed=done, total=total),
         )
     if not report.ok:
         raise DataError(f"the dataset at {config.data.dataset_root} failed validation:\n{report.render()}")
