@@ -201,10 +201,13 @@ def test_columns_reach_evaluation_records_and_predictions(tmp_path: Path) -> Non
                 assert record[column] == row[column]
         result = run("predict", "-k", checkpoint, "--input", root / "paired_test_annotations.csv", "--out", tmp_path / "out")
         assert result.exit_code == 0, result.output
+        result = run("evaluate", "-k", checkpoint, "--split", "test", "--out", tmp_path / "eval")
+        assert result.exit_code == 0, result.output
     finally:
         torch.set_num_threads(threads)
-    predictions = read_csv(tmp_path / "out" / "predictions.csv")
-    assert len(predictions) == len(table)
-    merged = predictions.merge(table, on="sample_id", suffixes=("", "_table"))
-    for column in ("animal_id", "co2_session_id", "ch4_session_id", "co2_timestamp", "ch4_timestamp"):
-        assert (merged[column] == merged[f"{column}_table"]).all(), column
+    for written in (tmp_path / "out" / "predictions.csv", tmp_path / "eval" / "predictions.csv"):
+        predictions = read_csv(written)
+        assert len(predictions) == len(table)
+        merged = predictions.merge(table, on="sample_id", suffixes=("", "_table"))
+        for column in ("animal_id", "co2_session_id", "ch4_session_id", "co2_timestamp", "ch4_timestamp"):
+            assert (merged[column] == merged[f"{column}_table"]).all(), (written, column)

@@ -29,7 +29,7 @@ import pandas as pd
 from fume.config import load_config, override_config, resolve_paths
 from fume.contract import GASES, probability_columns
 from fume.data.dataset import read_paired_table
-from fume.data.layout import outside_root_allowed
+from fume.data.layout import PAIRED_WHO_WHEN_COLUMNS, outside_root_allowed
 from fume.errors import DataError
 from fume.evaluation.engine import PAIR_COLUMNS, evaluate_predictors
 from fume.inference.batch import check_output_folder, remove_earlier_outputs
@@ -127,7 +127,8 @@ def _evaluate_into(out_dir: Path, model, config, checkpoint: Path, split: str, t
     records = result.records
     if mask_dir is not None:
         records = [{**r, **m} for r, m in zip(records, mask_paths)]
-    columns = PAIR_COLUMNS + ["pred_class_id", *probability_columns(class_names)] + (["co2_pred_mask", "ch4_pred_mask"] if save_masks else [])
+    who_when = [c for c in PAIRED_WHO_WHEN_COLUMNS if c in table.columns]  # carried when the table has them
+    columns = PAIR_COLUMNS + who_when + ["pred_class_id", *probability_columns(class_names)] + (["co2_pred_mask", "ch4_pred_mask"] if save_masks else [])
     predictions_csv = out_dir / "predictions.csv"
     write_csv(predictions_csv, pd.DataFrame(records).reindex(columns=columns))
 
