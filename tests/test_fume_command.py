@@ -15,7 +15,7 @@ import pytest
 
 COMMANDS = {
     "generate", "validate-data", "split", "audit-leakage", "pair", "predict", "export", "benchmark", "models",
-    "model-card", "experiments", "report", "train", "evaluate", "quickstart",
+    "model-card", "experiments", "report", "train", "evaluate", "quickstart", "import-layout", "export-for-labelling",
 }
 HEAVY = ("torch", "lightning", "pandas", "onnxruntime", "onnx", "cv2", "sklearn", "matplotlib")
 

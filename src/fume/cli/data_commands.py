@@ -1,4 +1,4 @@
-"""Data sub-commands: generate, validate-data, split, audit-leakage, pair."""
+"""Data sub-commands: generate, validate-data, split, audit-leakage, pair, import-layout, export-for-labelling."""
 
 from __future__ import annotations
 
@@ -164,3 +164,42 @@ def pair(
         )
         out.print(f"        by class {s['by_class']}")
         out.print(f"        by pH    {s['by_ph']}")
+
+
+@app.command("import-layout")
+def import_layout_command(
+    src: Path = typer.Argument(..., help="MMSegmentation folder (img_dir/, ann_dir/) or CVAT 'Segmentation mask 1.1' export."),
+    fmt: str = typer.Option(..., "--format", help="mmseg | cvat-mask"),
+    root: Path = typer.Option(..., "--out", help="FUME dataset root to write into (rows appended to annotations.csv)."),
+    gas: str = typer.Option(..., "--gas", help="co2 | ch4"),
+    ph: float = typer.Option(..., "--ph", help="pH level of the recording (its class comes from the label configuration)."),
+    recording_id: str = typer.Option(None, "--recording-id", help="original_sample_id of the frames (default: SRC's folder name)."),
+    label_map: str = typer.Option(
+        None, "--label-map",
+        help="mmseg: fume_class=index,... (default background=0,tube=1,gas=2); cvat-mask: LABEL=fume_class,...",
+    ),
+) -> None:
+    """Convert an MMSegmentation folder or a CVAT mask export into FUME's layout; re-importing a recording replaces it."""
+    from fume.cli import check_out_folder
+    from fume.data.importers import import_layout
+
+    check_out_folder(root)
+    result = import_layout(src, fmt, root, gas, ph, recording_id=recording_id, label_map=label_map)
+    again = f", replacing {result.replaced} earlier row(s)" if result.replaced else ""
+    out.print(f"imported {result.frames} {result.gas} frame(s) of recording {result.recording_id} into {root}{again}")
+
+
+@app.command("export-for-labelling")
+def export_for_labelling_command(
+    root: Path = typer.Argument(..., help="FUME dataset root."),
+    fmt: str = typer.Option("cvat-mask", "--format", help="cvat-mask (CVAT 'Segmentation mask 1.1')"),
+    out_dir: Path = typer.Option(..., "--out", help="Folder to write the CVAT export into."),
+    gas: str = typer.Option(None, "--gas", help="Only this gas (co2 | ch4)."),
+) -> None:
+    """Write frames and masks as a CVAT mask export, to label in CVAT and bring back with import-layout."""
+    from fume.cli import check_out_folder
+    from fume.data.importers import export_for_labelling
+
+    check_out_folder(out_dir)
+    n = export_for_labelling(root, fmt, out_dir, gas=gas)
+    out.print(f"wrote {n} frame(s), their masks and labelmap.txt to {out_dir} (CVAT: import as 'Segmentation mask 1.1')")
