@@ -15,7 +15,8 @@ import pytest
 
 COMMANDS = {
     "generate", "validate-data", "split", "audit-leakage", "pair", "predict", "export", "benchmark", "models",
-    "model-card", "experiments", "report", "train", "evaluate", "quickstart", "import-layout", "export-for-labelling",
+    "model-card", "experiments", "report", "train", "evaluate", "quickstart", "import-recording", "import-layout",
+    "export-for-labelling",
 }
 HEAVY = ("torch", "lightning", "pandas", "onnxruntime", "onnx", "cv2", "sklearn", "matplotlib")
 

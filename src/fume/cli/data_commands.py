@@ -164,6 +164,37 @@ def pair(
         )
         out.print(f"        by class {s['by_class']}")
         out.print(f"        by pH    {s['by_ph']}")
+        if table.attrs.get("unlabelled_left_out"):
+            out.print(f"        {table.attrs['unlabelled_left_out']} unlabelled frames left out (no mask)")
+
+
+@app.command("import-recording")
+def import_recording_command(
+    source: Path = typer.Argument(..., metavar="FILE", help="A video file (MP4, AVI, ...; read with PyAV) or a folder of frames."),
+    gas: str = typer.Option(..., "--gas", help="co2 | ch4"),
+    ph: float = typer.Option(..., "--ph", help="The recording's pH level (one of the label configuration's levels)."),
+    root: Path = typer.Option(..., "--out", help="Dataset root: frames go to ROOT/recordings/ID/GAS/, rows to ROOT/annotations.csv."),
+    every: int = typer.Option(1, "--every", help="Keep every N-th frame."),
+    start: float = typer.Option(None, "--start", help="First second to import (default: the beginning)."),
+    end: float = typer.Option(None, "--end", help="Last second to import (default: the end)."),
+    recording_id: str = typer.Option(None, "--recording-id", help="original_sample_id of the rows (default: the file's stem)."),
+    animal_id: str = typer.Option(None, "--animal-id", help="animal_id of the rows."),
+    fps: float = typer.Option(None, "--fps", help="Frame rate of a folder of frames (default 30) or to override a video's."),
+    config: Path = typer.Option(None, "--config", "-c", help="Config file or shipped name whose data.labels map pH to class (default: FUME's)."),
+) -> None:
+    """Import a recording's frames as unlabelled rows (no mask) of a dataset; importing it again replaces them."""
+    from fume.data.recordings import import_recording
+
+    labels = None
+    if config is not None:
+        from fume.config import load_config
+
+        labels = load_config(config).data.labels
+    result = import_recording(source, root, gas, ph, every=every, start=start, end=end, recording_id=recording_id,
+                              animal_id=animal_id, label_config=labels, fps=fps)
+    replaced = f", replacing {result.replaced_rows} earlier rows" if result.replaced_rows else ""
+    out.print(f"imported {result.frames} {result.gas.upper()} frames of recording {result.recording_id} into {result.folder}"
+              f" and {result.annotations}{replaced} (unlabelled: no masks)")
 
 
 @app.command("import-layout")

@@ -23,6 +23,10 @@ without them pairs exactly as before.
 
 `pair_dataset` refuses (DataError naming the CSV, nothing written) when a split table has no
 rows: a paired table is never written empty, as `fume split` never writes an empty split.
+
+Unlabelled frames (an empty `mask_path`, e.g. from `fume import-recording`) cannot be trained on:
+`pair_dataset` leaves them out of the paired tables and records how many in each returned table's
+`attrs[UNLABELLED_ATTR]` (`fume pair` reports "N unlabelled frames left out").
 """
 
 from __future__ import annotations
@@ -50,6 +54,13 @@ from fume.io import write_csv
 
 Strategy = Literal["random", "original_based"]
 STRATEGIES: tuple[str, ...] = ("random", "original_based")
+UNLABELLED_ATTR = "unlabelled_left_out"
+
+
+def drop_unlabelled(table: pd.DataFrame) -> tuple[pd.DataFrame, int]:
+    """`table` without its unlabelled rows (empty mask_path), and how many were dropped."""
+    unlabelled = table["mask_path"].astype(str).str.strip() == ""
+    return table[~unlabelled].reset_index(drop=True), int(unlabelled.sum())
 
 
 def _who_when(co2: pd.Series | None, ch4: pd.Series | None, present: list[str]) -> dict:
@@ -179,11 +190,14 @@ def pair_dataset(
     if not present:
         names = ", ".join(split_table_name(s) for s in SPLITS)
         raise DataError(f"no split tables in {root} (expected {names}); run `fume split {root}` first")
-    tables = {
-        split: require_rows(read_annotations(root, split), root / split_table_name(split), "nothing to pair; run `fume split` again")
-        for split in present
-    }  # all read and checked before any is written
+    tables, unlabelled = {}, {}
+    for split in present:  # all read and checked before any is written
+        source = root / split_table_name(split)
+        labelled, unlabelled[split] = drop_unlabelled(require_rows(read_annotations(root, split), source, "nothing to pair; run `fume split` again"))
+        tables[split] = require_rows(labelled, source, f"all {unlabelled[split]} frames are unlabelled (no mask); nothing to pair")
     result = {split: pair_table(table, strategy, seed + i, reuse, id_prefix=f"{split}-") for i, (split, table) in enumerate(tables.items())}
+    for split, paired in result.items():
+        paired.attrs[UNLABELLED_ATTR] = unlabelled[split]
     for split, paired in result.items():
         write_csv(out / paired_table_name(split), paired, backup=True)
     if out.resolve() != root.resolve():  # readers of out/ find the files without --data-root

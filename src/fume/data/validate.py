@@ -57,6 +57,7 @@ class ValidationReport:
     files_checked: int = 0
     counts: dict[str, dict[str, int]] = field(default_factory=dict)  # "class"/"gas"/"ph" -> counts
     defects: dict[str, list[str]] = field(default_factory=dict)
+    unlabelled: int = 0  # frames without a mask (e.g. `fume import-recording`): not a defect, skipped by training
 
     @property
     def ok(self) -> bool:
@@ -71,6 +72,8 @@ class ValidationReport:
         lines.append(f"  image files checked: {self.files_checked}")
         for what, counts in self.counts.items():
             lines.append(f"  by {what}: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+        if self.unlabelled:
+            lines.append(f"  {self.unlabelled} unlabelled frames (no mask) skipped")
         if self.ok:
             lines.append("OK: no defects found")
             return "\n".join(lines)
@@ -159,7 +162,7 @@ def _check_files(
     unique = pairs.drop_duplicates(["frame", "mask"])
     for done, row in enumerate(unique.itertuples(index=False), start=1):
         frame = load(row.frame, "frame", row.where)
-        mask = load(row.mask, "mask", row.where)
+        mask = load(row.mask, "mask", row.where) if row.mask else None  # no mask: an unlabelled frame
         if mask is not None:
             values = set(np.unique(mask).tolist())
             if not values <= MASK_VALUES:
@@ -249,6 +252,7 @@ def _paired_rows(table: pd.DataFrame, name: str, labels: LabelConfig, report: Va
 
 
 def _count(table: pd.DataFrame, report: ValidationReport) -> None:
+    report.unlabelled = int((table["mask_path"].astype(str).str.strip() == "").sum())
     report.counts["class"] = {str(k): int(v) for k, v in table["class_name"].value_counts().sort_index().items()}
     report.counts["gas"] = {str(k): int(v) for k, v in table["gas_type"].astype(str).str.strip().str.lower().value_counts().sort_index().items()}
 

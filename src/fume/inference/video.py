@@ -22,8 +22,7 @@ OUT holds one run's results: an earlier prediction run's outputs there are repla
 from __future__ import annotations
 
 import os
-import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,80 +30,16 @@ from typing import Any
 import numpy as np
 
 from fume.contract import GASES, key_name
+from fume.data.recordings import DEFAULT_FPS, FrameSource  # noqa: F401  (re-exported: video mode reads sources with it)
 from fume.errors import ConfigError, DataError
-from fume.inference.batch import IMAGE_SUFFIXES, PREDICT_OUTPUTS, check_output_folder, csv_row, describe_class, remove_earlier_outputs
+from fume.inference.batch import PREDICT_OUTPUTS, check_output_folder, csv_row, describe_class, remove_earlier_outputs
 from fume.inference.overlay import overlay, side_by_side, text_panel
 from fume.inference.predictor import PairPrediction, Predictor
 from fume.io import VideoWriter, staged_dir, write_csv
 
 EMA_ALPHA = 0.1
-DEFAULT_FPS = 30.0  # for folders of frames, which carry no timing
 VIDEO_NAME = "annotated.mp4"
 CSV_NAME = "video_predictions.csv"
-
-
-def _natural_key(path: Path) -> list[Any]:
-    return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", path.name)]
-
-
-class FrameSource:
-    """Gray uint8 frames with their time in seconds, from a video file or a folder of images."""
-
-    def __init__(self, path: str | os.PathLike, fps: float | None = None) -> None:
-        self.path = Path(path)
-        if not self.path.exists():
-            raise DataError(f"video or frame folder not found: {self.path}")
-        if fps is not None and fps <= 0:
-            raise ConfigError(f"--fps must be positive, got {fps}")
-        if self.path.is_dir():
-            self.files = sorted(
-                (p for p in self.path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".")), key=_natural_key
-            )
-            if not self.files:
-                raise DataError(f"frame folder {self.path} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
-            self.fps = float(fps or DEFAULT_FPS)
-        else:
-            self.files = None
-            self.fps = float(fps) if fps else self._video_fps()
-
-    def _open(self):
-        import av
-
-        try:
-            return av.open(str(self.path))
-        except Exception as err:  # av.error.* (invalid data, unknown format), OSError
-            raise DataError(f"cannot open video {self.path}: {err}") from None
-
-    def _video_fps(self) -> float:
-        with self._open() as container:
-            if not container.streams.video:
-                raise DataError(f"{self.path} has no video stream")
-            rate = container.streams.video[0].average_rate
-            return float(rate) if rate else DEFAULT_FPS
-
-    def __iter__(self) -> Iterator[tuple[float, np.ndarray]]:
-        from fume.data.frames import load_frame
-
-        if self.files is not None:
-            for i, path in enumerate(self.files):
-                yield i / self.fps, load_frame(path)
-            return
-        with self._open() as container:
-            if not container.streams.video:
-                raise DataError(f"{self.path} has no video stream")
-            stream = container.streams.video[0]
-            index = 0
-            try:
-                for frame in container.decode(stream):
-                    time = float(frame.time) if frame.time is not None else index / self.fps
-                    yield time, frame.to_ndarray(format="gray")
-                    index += 1
-            except DataError:
-                raise
-            except Exception as err:  # av.error.InvalidDataError and friends: a damaged file
-                raise DataError(f"cannot decode frame {index} of video {self.path}: {err}") from None
-            if index == 0:
-                raise DataError(f"video {self.path} holds no decodable frame")
 
 
 class ExponentialMovingAverage:

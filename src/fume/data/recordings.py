@@ -1,0 +1,218 @@
+"""Recordings: reading a video file (PyAV) or a folder of frames as gray frames with their times
+(FrameSource, also used by video-mode inference), and importing a recording into FUME's dataset
+layout (`fume import-recording`).
+
+An imported recording's frames go to ROOT/recordings/<recording-id>/<gas>/frame_NNNNNN.png (NNNNNN:
+the frame's index in the source) and its rows into ROOT/annotations.csv: the class from the pH via
+the label configuration, original_sample_id = the recording id, augmentation_id 0, timestamp = the
+frame's time in seconds, animal_id when given, and an empty mask_path: the frames are unlabelled
+(predicted by `fume predict`, left out of training with a count by `fume pair`, counted by
+`fume validate-data`). Importing the same recording and gas again replaces its rows and frames.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fume.config import LabelConfig
+from fume.contract import GASES
+from fume.errors import ConfigError, DataError
+
+DEFAULT_FPS = 30.0  # for folders of frames, which carry no timing
+FRAME_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp"}
+RECORDINGS_DIR = "recordings"
+_SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
+def _natural_key(path: Path) -> list[Any]:
+    return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", path.name)]
+
+
+class FrameSource:
+    """Gray uint8 frames with their time in seconds, from a video file or a folder of images."""
+
+    def __init__(self, path: str | os.PathLike, fps: float | None = None) -> None:
+        self.path = Path(path)
+        if not self.path.exists():
+            raise DataError(f"video or frame folder not found: {self.path}")
+        if fps is not None and fps <= 0:
+            raise ConfigError(f"--fps must be positive, got {fps}")
+        if self.path.is_dir():
+            self.files = sorted(
+                (p for p in self.path.iterdir() if p.suffix.lower() in FRAME_SUFFIXES and not p.name.startswith(".")), key=_natural_key
+            )
+            if not self.files:
+                raise DataError(f"frame folder {self.path} holds no images ({', '.join(sorted(FRAME_SUFFIXES))})")
+            self.fps = float(fps or DEFAULT_FPS)
+        else:
+            self.files = None
+            self.fps = float(fps) if fps else self._video_fps()
+
+    def _open(self):
+        import av
+
+        try:
+            return av.open(str(self.path))
+        except Exception as err:  # av.error.* (invalid data, unknown format), OSError
+            raise DataError(f"cannot open video {self.path}: {err}") from None
+
+    def _video_fps(self) -> float:
+        with self._open() as container:
+            if not container.streams.video:
+                raise DataError(f"{self.path} has no video stream")
+            rate = container.streams.video[0].average_rate
+            return float(rate) if rate else DEFAULT_FPS
+
+    def __iter__(self) -> Iterator[tuple[float, np.ndarray]]:
+        from fume.data.frames import load_frame
+
+        if self.files is not None:
+            for i, path in enumerate(self.files):
+                yield i / self.fps, load_frame(path)
+            return
+        with self._open() as container:
+            if not container.streams.video:
+                raise DataError(f"{self.path} has no video stream")
+            stream = container.streams.video[0]
+            index = 0
+            try:
+                for frame in container.decode(stream):
+                    time = float(frame.time) if frame.time is not None else index / self.fps
+                    yield time, frame.to_ndarray(format="gray")
+                    index += 1
+            except DataError:
+                raise
+            except Exception as err:  # av.error.InvalidDataError and friends: a damaged file
+                raise DataError(f"cannot decode frame {index} of video {self.path}: {err}") from None
+            if index == 0:
+                raise DataError(f"video {self.path} holds no decodable frame")
+
+
+@dataclass
+class ImportResult:
+    recording_id: str
+    gas: str
+    folder: Path
+    frames: int
+    replaced_rows: int
+    annotations: Path
+
+
+def _check_id(value: str, what: str) -> str:
+    value = str(value).strip()
+    if not _SAFE_ID.match(value):
+        raise ConfigError(f"{what} {value!r} must be letters, digits, '.', '_' or '-' (starting with a letter or digit)")
+    return value
+
+
+def import_recording(
+    source: str | os.PathLike,
+    root: str | os.PathLike,
+    gas: str,
+    ph: float,
+    every: int = 1,
+    start: float | None = None,
+    end: float | None = None,
+    recording_id: str | None = None,
+    animal_id: str | None = None,
+    label_config: LabelConfig | None = None,
+    fps: float | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> ImportResult:
+    """Write every `every`-th frame of `source` with start <= time <= end (seconds) into `root`
+    (module docstring) and return what was written. DataError/ConfigError before anything is
+    written for a bad argument, an unknown pH or a missing source."""
+    import pandas as pd
+
+    from fume.data.layout import ANNOTATION_COLUMNS, ANNOTATIONS_FILE, WHO_WHEN_COLUMNS, read_csv
+    from fume.io import write_csv, write_png
+
+    labels = label_config or LabelConfig()
+    gas = str(gas).strip().lower()
+    if gas not in GASES:
+        raise ConfigError(f"--gas must be one of {list(GASES)}, got {gas!r}")
+    if every < 1:
+        raise ConfigError(f"--every must be at least 1, got {every}")
+    if start is not None and start < 0:
+        raise ConfigError(f"--start must not be negative, got {start}")
+    if start is not None and end is not None and end < start:
+        raise ConfigError(f"--end ({end}) is before --start ({start})")
+    class_id = labels.class_of_ph(ph)  # DataError listing the configured levels
+    frames = FrameSource(source, fps)
+    recording_id = _check_id(recording_id if recording_id is not None else frames.path.stem, "recording id")
+    if animal_id is not None:
+        animal_id = str(animal_id).strip()
+    root = Path(root)
+    csv_path = root / ANNOTATIONS_FILE
+    existing = read_csv(csv_path) if csv_path.is_file() else pd.DataFrame(columns=ANNOTATION_COLUMNS)
+    if not existing.empty:
+        absent = [c for c in ANNOTATION_COLUMNS if c not in existing.columns]
+        if absent:
+            raise DataError(f"{csv_path}: missing column(s) {absent}; expected columns {ANNOTATION_COLUMNS}")
+
+    rel_folder = f"{RECORDINGS_DIR}/{recording_id}/{gas}"
+    folder = root / rel_folder
+    staging = root / RECORDINGS_DIR / recording_id / f".{gas}.importing"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True, exist_ok=True)
+    rows: list[dict[str, Any]] = []
+    try:
+        selected = 0
+        for index, (time, frame) in enumerate(frames):
+            if end is not None and time > end + 1e-6:
+                break
+            if start is not None and time < start - 1e-6:
+                continue
+            selected += 1
+            if (selected - 1) % every:
+                continue
+            name = f"frame_{index:06d}.png"
+            write_png(staging / name, np.ascontiguousarray(frame, dtype=np.uint8))
+            row = {
+                "frame_path": f"{rel_folder}/{name}",
+                "mask_path": "",
+                "gas_type": gas,
+                "ph_value": float(ph),
+                "class_name": labels.class_names[class_id],
+                "class_id": class_id,
+                "original_sample_id": recording_id,
+                "augmentation_id": 0,
+                "timestamp": f"{time:.6f}".rstrip("0").rstrip(".") if time else "0",
+            }
+            if animal_id is not None:
+                row["animal_id"] = animal_id
+            rows.append(row)
+            if progress is not None:
+                progress(1)
+        if not rows:
+            span = f"between {start if start is not None else 0:g} s and {f'{end:g} s' if end is not None else 'the end'}"
+            raise DataError(f"{frames.path} has no frame {span}")
+        # Replace this recording's frames (same id and gas), then its rows.
+        if folder.exists():
+            shutil.rmtree(folder)
+        os.replace(staging, folder)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+    new = pd.DataFrame(rows)
+    replaced = 0
+    if not existing.empty:
+        same = (existing["original_sample_id"].astype(str).str.strip() == recording_id) & (
+            existing["gas_type"].astype(str).str.strip().str.lower() == gas
+        )
+        replaced = int(same.sum())
+        existing = existing[~same]
+    table = pd.concat([existing, new], ignore_index=True) if not existing.empty else new
+    extra = [c for c in table.columns if c not in ANNOTATION_COLUMNS]
+    ordered = ANNOTATION_COLUMNS + [c for c in WHO_WHEN_COLUMNS if c in extra] + [c for c in extra if c not in WHO_WHEN_COLUMNS]
+    table = table.reindex(columns=ordered).fillna("")
+    write_csv(csv_path, table)
+    return ImportResult(recording_id, gas, folder, len(rows), replaced, csv_path)
