@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from typer.testing import CliRunner
 
 from fume.cli import app
@@ -151,9 +152,17 @@ def test_pair_leaves_unlabelled_frames_out(mixed_root):
 
 
 def test_imported_frames_are_a_predict_input(tmp_path, video):
-    from fume.inference.batch import pairs_from_folder
+    from fume.config import FumeConfig
+    from fume.models.checkpoint import build_model
 
     root = tmp_path / "ds"
     assert run("import-recording", video, "--gas", "co2", "--ph", "6.5", "--out", root, "--every", 5).exit_code == 0
-    pairs = pairs_from_folder(root / "recordings")
-    assert len(pairs) == 4
+    config = FumeConfig(data={"dataset_root": str(root), "image_size": [64, 64]})
+    checkpoint = tmp_path / "model.ckpt"
+    model = build_model(config.model)
+    torch.save({"state_dict": {f"model.{k}": v for k, v in model.state_dict().items()}, "hyper_parameters": {"config": config.to_dict()}}, checkpoint)
+    result = run("predict", "--checkpoint", checkpoint, "--input", root / "recordings", "--out", tmp_path / "pred", "--no-overlays")
+    assert result.exit_code == 0, result.output
+    predictions = pd.read_csv(tmp_path / "pred" / "predictions.csv")
+    assert len(predictions) == 4 and predictions["co2_frame"].str.endswith(".png").all()
+    assert predictions["ch4_frame"].isna().all()  # a CO2 recording alone: CH4 marked absent
