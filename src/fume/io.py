@@ -100,23 +100,32 @@ def _permissions(target: Path | None = None) -> int:
     return 0o666 & ~umask
 
 
+def _temporary_beside(path: Path) -> Path:
+    """An empty temporary file in `path`'s folder (created if needed) with `path`'s suffix."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=path.parent)
+    os.close(fd)
+    return Path(name)
+
+
+def _publish(tmp: Path, target: Path) -> None:
+    """`tmp` becomes `target`, with the permissions an ordinary write to `target` would give."""
+    os.chmod(tmp, _permissions(target))
+    os.replace(tmp, target)
+
+
 @contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """A temporary path beside `path` (same suffix, so writers that choose the format by extension
     still work) to write to; it becomes `path` when the block succeeds and is removed if it fails."""
     path = Path(path)
-    with _writing(path):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with signals_deferred():
-            fd, name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=path.parent)
-            os.close(fd)
-            tmp = Path(name)
-            try:
-                yield tmp
-                os.chmod(tmp, _permissions(path))
-                os.replace(tmp, path)
-            finally:
-                tmp.unlink(missing_ok=True)
+    with _writing(path), signals_deferred():
+        tmp = _temporary_beside(path)
+        try:
+            yield tmp
+            _publish(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
 
 
 def write_bytes(path: str | os.PathLike, data: bytes, durable: bool = True) -> Path:
@@ -213,8 +222,7 @@ def staged_dir(out: str | os.PathLike) -> Iterator[Path]:
                 target = out / path.relative_to(staging)
                 with _writing(target):
                     target.parent.mkdir(parents=True, exist_ok=True)
-                    os.chmod(path, _permissions(target))
-                    os.replace(path, target)
+                    _publish(path, target)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 
@@ -229,10 +237,7 @@ class VideoWriter:
         self.av = av
         self.path = Path(path)
         with _writing(self.path):
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd, name = tempfile.mkstemp(prefix=f".{self.path.stem}.", suffix=f".tmp{self.path.suffix}", dir=self.path.parent)
-            os.close(fd)
-        self.tmp = Path(name)
+            self.tmp = _temporary_beside(self.path)
         self.container = av.open(str(self.tmp), mode="w", format="mp4")
         codec = "libx264" if "libx264" in av.codecs_available else "mpeg4"
         self.stream = self.container.add_stream(codec, rate=Fraction(fps).limit_denominator(1001))
@@ -258,8 +263,7 @@ class VideoWriter:
             for packet in self.stream.encode():
                 self.container.mux(packet)
             self.container.close()
-            os.chmod(self.tmp, _permissions(self.path))
-            os.replace(self.tmp, self.path)
+            _publish(self.tmp, self.path)
         return self.path
 
     def abort(self) -> None:

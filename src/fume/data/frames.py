@@ -21,6 +21,9 @@ from fume.errors import DataError
 _GRAY_MODES = {"L", "P", "1"}
 _COLOUR_MODES = {"RGB", "RGBA", "LA", "CMYK", "YCbCr"}
 
+# The image files FUME reads (frames of a folder, a recording, an imported layout).
+IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp"})
+
 # MAX_IMAGE_PIXELS (fume.contract) is overridden per call (`max_pixels`) or by data.max_image_pixels.
 
 
@@ -56,7 +59,8 @@ def _header(path: Path, what: str, max_pixels: int | None = None) -> Image.Image
         raise DataError(f"cannot read {what} {path}: {err}") from None
 
 
-def _open(path: str | os.PathLike, what: str, max_pixels: int | None = None) -> Image.Image:
+def open_image(path: str | os.PathLike, what: str, max_pixels: int | None = None) -> Image.Image:
+    """The decoded PIL image; DataError naming the file when it is missing, unreadable or over the pixel limit."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{what} file not found: {path}")
@@ -76,7 +80,7 @@ def _open(path: str | os.PathLike, what: str, max_pixels: int | None = None) -> 
 def load_frame(path: str | os.PathLike, max_pixels: int | None = None) -> np.ndarray:
     """An 8-bit gray frame, (H, W) uint8. RGB(A) files are converted to gray (ITU-R 601 luma).
     Images over `max_pixels` (default MAX_IMAGE_PIXELS) raise DataError before decoding."""
-    image = _open(path, "frame", max_pixels)
+    image = open_image(path, "frame", max_pixels)
     if image.mode == "P":
         image = image.convert("RGB")  # a palette frame: the palette holds the intensities
     if image.mode in _COLOUR_MODES:
@@ -89,7 +93,7 @@ def load_frame(path: str | os.PathLike, max_pixels: int | None = None) -> np.nda
 def load_mask(path: str | os.PathLike, max_pixels: int | None = None) -> np.ndarray:
     """A label mask, (H, W) uint8 of class values. Palette masks keep their indices; an RGB mask is
     accepted only when its three channels are equal. Over `max_pixels`: DataError, as load_frame."""
-    image = _open(path, "mask", max_pixels)
+    image = open_image(path, "mask", max_pixels)
     if image.mode in {"L", "P"}:
         return np.asarray(image, dtype=np.uint8)
     if image.mode in {"RGB", "RGBA"}:

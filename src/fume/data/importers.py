@@ -25,14 +25,13 @@ import pandas as pd
 
 from fume.config import LabelConfig
 from fume.contract import BACKGROUND, GAS, GASES, MASK_CLASS_NAMES, TUBE
-from fume.data.frames import _open, load_frame, load_mask
-from fume.data.layout import ANNOTATION_COLUMNS, ANNOTATIONS_FILE, TEXT_COLUMNS, read_csv
+from fume.data.frames import IMAGE_SUFFIXES, load_frame, load_mask, open_image
+from fume.data.layout import ANNOTATION_COLUMNS, ANNOTATIONS_FILE, TEXT_COLUMNS, check_recording_id, read_csv, recording_rows
 from fume.errors import DataError
-from fume.io import write_csv, write_png, write_text
+from fume.io import staged_dir, write_csv, write_png, write_text
 
 FORMATS: tuple[str, ...] = ("mmseg", "cvat-mask")
 EXPORT_FORMATS: tuple[str, ...] = ("cvat-mask",)
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 
 # CVAT label names FUME understands without --label-map (compared case-insensitively, blanks and
 # '_'/'-' counted as one space).
@@ -44,7 +43,6 @@ LABEL_SYNONYMS: dict[str, int] = {
 # The colours export-for-labelling writes into labelmap.txt.
 EXPORT_COLOURS: dict[int, tuple[int, int, int]] = {BACKGROUND: (0, 0, 0), TUBE: (250, 50, 83), GAS: (36, 179, 83)}
 _CLASS_VALUE = {name: value for value, name in enumerate(MASK_CLASS_NAMES)}
-_RECORDING_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
 @dataclass
@@ -147,7 +145,7 @@ def read_labelmap(path: Path, overrides: dict[str, int] | None = None) -> dict[t
 
 
 def _colour_mask(path: Path, colours: dict[tuple[int, int, int], int]) -> np.ndarray:
-    image = _open(path, "mask")
+    image = open_image(path, "mask")
     rgb = np.asarray(image.convert("RGB"), dtype=np.uint8)
     packed = (rgb[..., 0].astype(np.uint32) << 16) | (rgb[..., 1].astype(np.uint32) << 8) | rgb[..., 2]
     found, inverse = np.unique(packed, return_inverse=True)
@@ -241,15 +239,6 @@ def _cvat_items(src: Path) -> list[_Item]:
     return items
 
 
-def _recording_id(src: Path, recording_id: str | None) -> str:
-    rid = recording_id if recording_id else src.resolve().name
-    if not _RECORDING_ID.match(rid):
-        raise DataError(
-            f"recording id {rid!r} cannot name a folder (letters, digits, '.', '_', '-'); give one with --recording-id"
-        )
-    return rid
-
-
 def import_layout(
     src: str | os.PathLike,
     fmt: str,
@@ -262,7 +251,7 @@ def import_layout(
     progress: Callable[[int], None] | None = None,
 ) -> ImportResult:
     """Convert an MMSegmentation folder or a CVAT mask export at `src` into FUME's layout at `root`.
-    Everything is read and checked before anything is written."""
+    Every file is converted (and so checked) before anything under `root` changes."""
     src, root = Path(src), Path(root)
     if fmt not in FORMATS:
         raise DataError(f"unknown --format {fmt!r}; expected one of {list(FORMATS)}")
@@ -273,7 +262,7 @@ def import_layout(
         raise DataError(f"source folder not found: {src}")
     labels = label_config or LabelConfig()
     class_id = labels.class_of_ph(ph)
-    rid = _recording_id(src, recording_id)
+    rid = check_recording_id(recording_id if recording_id else src.resolve().name)
     if fmt == "mmseg":
         items = _mmseg_items(src)
         index_map = parse_index_map(label_map)
@@ -291,40 +280,38 @@ def import_layout(
             )
         return frame, mask
 
-    for item in items:  # check everything first: a bad file stops the import before any write
-        convert(item)
-
     table_path = root / ANNOTATIONS_FILE
     old = read_csv(table_path) if table_path.is_file() else pd.DataFrame(columns=ANNOTATION_COLUMNS)
-    mine = (old["original_sample_id"].astype(str).str.strip() == rid) & (old["gas_type"].astype(str).str.strip().str.lower() == gas)
+    mine = recording_rows(old, rid, gas)
     new_paths: set[str] = set()
     rows = []
-    for item in items:
-        frame_rel = f"images/{gas}/{rid}/{item.name}.png"
-        mask_rel = f"masks/{gas}/{rid}/{item.name}.png"
-        new_paths.update((frame_rel, mask_rel))
-        rows.append({
-            "frame_path": frame_rel, "mask_path": mask_rel, "gas_type": gas, "ph_value": float(ph),
-            "class_name": labels.class_names[class_id], "class_id": class_id,
-            "original_sample_id": rid, "augmentation_id": 0,
-        })
-    for _, row in old[mine].iterrows():  # the replaced rows' files that the new import does not rewrite
-        for column in ("frame_path", "mask_path"):
-            rel = str(row[column]).strip().replace("\\", "/")
-            target = (root / rel).resolve()
-            if rel and rel not in new_paths and target.is_file() and root.resolve() in target.parents:
-                target.unlink()
-    for item in items:
-        frame, mask = convert(item)
-        write_png(root / "images" / gas / rid / f"{item.name}.png", frame)
-        write_png(root / "masks" / gas / rid / f"{item.name}.png", mask)
-        if progress:
-            progress(1)
-    table = pd.concat([old[~mine], pd.DataFrame(rows)], ignore_index=True)
-    for column in table.columns:
-        if column in TEXT_COLUMNS or table[column].dtype == object:
-            table[column] = table[column].fillna("")
-    write_csv(table_path, table)
+    # Converted into a staging folder: a bad file stops the import before anything under root changes.
+    with staged_dir(root) as staging:
+        for item in items:
+            frame, mask = convert(item)
+            frame_rel = f"images/{gas}/{rid}/{item.name}.png"
+            mask_rel = f"masks/{gas}/{rid}/{item.name}.png"
+            write_png(staging / frame_rel, frame)
+            write_png(staging / mask_rel, mask)
+            new_paths.update((frame_rel, mask_rel))
+            rows.append({
+                "frame_path": frame_rel, "mask_path": mask_rel, "gas_type": gas, "ph_value": float(ph),
+                "class_name": labels.class_names[class_id], "class_id": class_id,
+                "original_sample_id": rid, "augmentation_id": 0,
+            })
+            if progress:
+                progress(1)
+        for _, row in old[mine].iterrows():  # the replaced rows' files that the new import does not rewrite
+            for column in ("frame_path", "mask_path"):
+                rel = str(row[column]).strip().replace("\\", "/")
+                target = (root / rel).resolve()
+                if rel and rel not in new_paths and target.is_file() and root.resolve() in target.parents:
+                    target.unlink()
+        table = pd.concat([old[~mine], pd.DataFrame(rows)], ignore_index=True)
+        for column in table.columns:
+            if column in TEXT_COLUMNS or table[column].dtype == object:
+                table[column] = table[column].fillna("")
+        write_csv(staging / ANNOTATIONS_FILE, table)
     return ImportResult(root=root, recording_id=rid, gas=gas, frames=len(items), replaced=int(mine.sum()))
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from fume.errors import DataError
+from fume.errors import ConfigError, DataError
 
 SPLITS: tuple[str, ...] = ("train", "val", "test")
 
@@ -226,6 +226,29 @@ def normalise_annotations(table: pd.DataFrame, source: str | os.PathLike) -> pd.
         except (ValueError, TypeError) as err:
             raise DataError(f"{source}: column {column!r} must hold numbers ({err})") from None
     return table
+
+
+_RECORDING_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
+def check_recording_id(value: str) -> str:
+    """A recording id that can name a folder (it does, under the dataset root); ConfigError otherwise."""
+    value = str(value).strip()
+    if not _RECORDING_ID.match(value):
+        raise ConfigError(
+            f"recording id {value!r} cannot name a folder (letters, digits, '.', '_', '-', starting with a letter or digit); "
+            "give one with --recording-id"
+        )
+    return value
+
+
+def recording_rows(table: pd.DataFrame, recording_id: str, gas: str) -> pd.Series:
+    """Which rows of an annotation table belong to one gas of one recording (what an import replaces)."""
+    if table.empty:
+        return pd.Series(False, index=table.index)
+    return (table["original_sample_id"].astype(str).str.strip() == recording_id) & (
+        table["gas_type"].astype(str).str.strip().str.lower() == gas
+    )
 
 
 def require_rows(table: pd.DataFrame, source: str | os.PathLike, hint: str = "") -> pd.DataFrame:

@@ -24,12 +24,11 @@ import numpy as np
 
 from fume.config import LabelConfig
 from fume.contract import GASES
+from fume.data.frames import IMAGE_SUFFIXES, load_frame
 from fume.errors import ConfigError, DataError
 
 DEFAULT_FPS = 30.0  # for folders of frames, which carry no timing
-FRAME_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp"}
 RECORDINGS_DIR = "recordings"
-_SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
 def _natural_key(path: Path) -> list[Any]:
@@ -47,10 +46,10 @@ class FrameSource:
             raise ConfigError(f"--fps must be positive, got {fps}")
         if self.path.is_dir():
             self.files = sorted(
-                (p for p in self.path.iterdir() if p.suffix.lower() in FRAME_SUFFIXES and not p.name.startswith(".")), key=_natural_key
+                (p for p in self.path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".")), key=_natural_key
             )
             if not self.files:
-                raise DataError(f"frame folder {self.path} holds no images ({', '.join(sorted(FRAME_SUFFIXES))})")
+                raise DataError(f"frame folder {self.path} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
             self.fps = float(fps or DEFAULT_FPS)
         else:
             self.files = None
@@ -72,8 +71,6 @@ class FrameSource:
             return float(rate) if rate else DEFAULT_FPS
 
     def __iter__(self) -> Iterator[tuple[float, np.ndarray]]:
-        from fume.data.frames import load_frame
-
         if self.files is not None:
             for i, path in enumerate(self.files):
                 yield i / self.fps, load_frame(path)
@@ -106,13 +103,6 @@ class ImportResult:
     annotations: Path
 
 
-def _check_id(value: str, what: str) -> str:
-    value = str(value).strip()
-    if not _SAFE_ID.match(value):
-        raise ConfigError(f"{what} {value!r} must be letters, digits, '.', '_' or '-' (starting with a letter or digit)")
-    return value
-
-
 def import_recording(
     source: str | os.PathLike,
     root: str | os.PathLike,
@@ -132,8 +122,8 @@ def import_recording(
     written for a bad argument, an unknown pH or a missing source."""
     import pandas as pd
 
-    from fume.data.layout import ANNOTATION_COLUMNS, ANNOTATIONS_FILE, WHO_WHEN_COLUMNS, read_csv
-    from fume.io import write_csv, write_png
+    from fume.data.layout import ANNOTATION_COLUMNS, ANNOTATIONS_FILE, WHO_WHEN_COLUMNS, check_recording_id, read_csv, recording_rows
+    from fume.io import staged_dir, write_csv, write_png
 
     labels = label_config or LabelConfig()
     gas = str(gas).strip().lower()
@@ -147,7 +137,7 @@ def import_recording(
         raise ConfigError(f"--end ({end}) is before --start ({start})")
     class_id = labels.class_of_ph(ph)  # DataError listing the configured levels
     frames = FrameSource(source, fps)
-    recording_id = _check_id(recording_id if recording_id is not None else frames.path.stem, "recording id")
+    recording_id = check_recording_id(recording_id if recording_id is not None else frames.path.stem)
     if animal_id is not None:
         animal_id = str(animal_id).strip()
     root = Path(root)
@@ -160,11 +150,8 @@ def import_recording(
 
     rel_folder = f"{RECORDINGS_DIR}/{recording_id}/{gas}"
     folder = root / rel_folder
-    staging = root / RECORDINGS_DIR / recording_id / f".{gas}.importing"
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True, exist_ok=True)
     rows: list[dict[str, Any]] = []
-    try:
+    with staged_dir(root) as staging:  # nothing changes under root unless every frame was written
         selected = 0
         for index, (time, frame) in enumerate(frames):
             if end is not None and time > end + 1e-6:
@@ -175,7 +162,7 @@ def import_recording(
             if (selected - 1) % every:
                 continue
             name = f"frame_{index:06d}.png"
-            write_png(staging / name, np.ascontiguousarray(frame, dtype=np.uint8))
+            write_png(staging / rel_folder / name, np.ascontiguousarray(frame, dtype=np.uint8))
             row = {
                 "frame_path": f"{rel_folder}/{name}",
                 "mask_path": "",
@@ -195,24 +182,14 @@ def import_recording(
         if not rows:
             span = f"between {start if start is not None else 0:g} s and {f'{end:g} s' if end is not None else 'the end'}"
             raise DataError(f"{frames.path} has no frame {span}")
-        # Replace this recording's frames (same id and gas), then its rows.
-        if folder.exists():
-            shutil.rmtree(folder)
-        os.replace(staging, folder)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-
-    new = pd.DataFrame(rows)
-    replaced = 0
-    if not existing.empty:
-        same = (existing["original_sample_id"].astype(str).str.strip() == recording_id) & (
-            existing["gas_type"].astype(str).str.strip().str.lower() == gas
-        )
+        # Replace this recording's frames (same id and gas) and its rows.
+        same = recording_rows(existing, recording_id, gas)
         replaced = int(same.sum())
         existing = existing[~same]
-    table = pd.concat([existing, new], ignore_index=True) if not existing.empty else new
-    extra = [c for c in table.columns if c not in ANNOTATION_COLUMNS]
-    ordered = ANNOTATION_COLUMNS + [c for c in WHO_WHEN_COLUMNS if c in extra] + [c for c in extra if c not in WHO_WHEN_COLUMNS]
-    table = table.reindex(columns=ordered).fillna("")
-    write_csv(csv_path, table)
+        table = pd.concat([existing, pd.DataFrame(rows)], ignore_index=True) if not existing.empty else pd.DataFrame(rows)
+        extra = [c for c in table.columns if c not in ANNOTATION_COLUMNS]
+        ordered = ANNOTATION_COLUMNS + [c for c in WHO_WHEN_COLUMNS if c in extra] + [c for c in extra if c not in WHO_WHEN_COLUMNS]
+        write_csv(staging / ANNOTATIONS_FILE, table.reindex(columns=ordered).fillna(""))
+        if folder.exists():
+            shutil.rmtree(folder)
     return ImportResult(recording_id, gas, folder, len(rows), replaced, csv_path)

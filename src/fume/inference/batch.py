@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from fume.contract import GASES, key_name
+from fume.data.frames import IMAGE_SUFFIXES
 from fume.data.layout import PAIRED_WHO_WHEN_COLUMNS
 from fume.errors import ConfigError, DataError
 from fume.inference.engine import PairInput, load_batches, pairs_from_table, predict_loaded
@@ -42,7 +43,6 @@ from fume.io import staged_dir, write_csv, write_json, write_png
 
 # What a prediction run (batch or video mode) writes into OUT, as glob patterns relative to OUT.
 PREDICT_OUTPUTS = ("predictions.csv", "json/*.json", "overlays/*.png", "masks/*.png", "video_predictions.csv", "annotated.mp4")
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp"}
 _GAS_TOKEN = re.compile(r"(?i)(?:^|(?<=[_\-. ]))(co2|ch4)(?=[_\-. ]|$)")
 
 

@@ -178,7 +178,7 @@ def train(config: FumeConfig, run_dir: str | Path | None = None, resume: bool = 
         return _train(config, run_dir, resume)
 
 
-def _train(config: FumeConfig, run_dir: str | Path | None = None, resume: bool = False) -> TrainResult:
+def _train(config: FumeConfig, run_dir: Path, resume: bool) -> TrainResult:
     """Train the configured model; returns where everything went. Raises FumeError subclasses for
     bad data, a bad config, or a non-finite loss (naming the step). Messages go to the
     "fume.*" loggers (fume.logs). Ctrl-C saves checkpoints/last.ckpt, logs how to continue and
@@ -188,7 +188,6 @@ def _train(config: FumeConfig, run_dir: str | Path | None = None, resume: bool =
 
     quiet_lightning()
     start = time.perf_counter()
-    run_dir = Path(run_dir) if run_dir is not None else default_run_dir(config)
     resume = resume or config.resume.enabled
     ckpt_path = prepare_run_dir(config, run_dir, resume)
     resumed = None
