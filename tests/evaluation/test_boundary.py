@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from fume.evaluation.boundary import hd95_asd, mask_boundary
+from fume.evaluation.boundary import boundary_scores, hd95_asd, mask_boundary
 
 
 def brute_force_boundary(mask: np.ndarray) -> np.ndarray:
@@ -71,3 +71,13 @@ def test_empty_mask_is_undefined_and_bad_shapes_raise():
     assert hd95_asd(full, full) == (0.0, 0.0)
     with pytest.raises(ValueError, match=r"prediction shape \(5, 5\) differs from ground-truth shape \(5, 4\)"):
         hd95_asd(full, np.ones((5, 4), bool))
+
+
+def test_a_missed_plume_gets_the_diagonal_and_two_empty_masks_are_excluded():
+    empty = np.zeros((6, 8), bool)
+    plume = empty.copy()
+    plume[2:4, 3:6] = True
+    assert boundary_scores(empty, plume) == ((10.0, 10.0), "penalised")  # sqrt(6^2 + 8^2)
+    assert boundary_scores(plume, empty) == ((10.0, 10.0), "penalised")
+    assert boundary_scores(empty, empty) == (None, "excluded")
+    assert boundary_scores(plume, plume) == ((0.0, 0.0), "measured")

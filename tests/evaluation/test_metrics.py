@@ -98,19 +98,22 @@ def test_segmentation_boundary_average_and_skips():
     target[1, 2:6, 2:6] = 2
     preds[1, 8:14, 9:15] = 2
     preds[1][rng.random((16, 16)) < 0.1] = 2
-    target[2, 5:9, 5:9] = 2  # no gas predicted: skipped
-    preds[3, 1:3, 1:3] = 1  # no gas anywhere: skipped
+    target[2, 5:9, 5:9] = 2  # a missed plume: penalised with the diagonal
+    preds[3, 1:3, 1:3] = 1  # no gas anywhere: excluded
     metric = SegmentationMetrics()
     metric.update(torch.from_numpy(preds[:2]), torch.from_numpy(target[:2]), "co2")
     metric.update(torch.from_numpy(preds[2:]), torch.from_numpy(target[2:]), "ch4")
     got = metric.compute()
     per_image = [hd95_asd(preds[i] == 2, target[i] == 2) for i in range(2)]
-    assert got["hd95_gas"] == pytest.approx(np.mean([v[0] for v in per_image]), rel=1e-6)
-    assert got["asd_gas"] == pytest.approx(np.mean([v[1] for v in per_image]), rel=1e-6)
-    assert got["co2_hd95_gas"] == pytest.approx(got["hd95_gas"], rel=1e-6)
-    assert (got["boundary_images"], got["boundary_skipped"]) == (2, 2)
-    assert (got["ch4_boundary_images"], got["ch4_boundary_skipped"]) == (0, 2)
-    assert math.isnan(got["ch4_hd95_gas"]) and math.isnan(got["ch4_asd_gas"])
+    diagonal = math.hypot(16, 16)
+    assert got["co2_hd95_gas"] == pytest.approx(np.mean([v[0] for v in per_image]), rel=1e-9)
+    assert got["co2_asd_gas"] == pytest.approx(np.mean([v[1] for v in per_image]), rel=1e-9)
+    # The missed plume counts with the worst case, so it can only raise the mean.
+    assert got["hd95_gas"] == pytest.approx((per_image[0][0] + per_image[1][0] + diagonal) / 3, rel=1e-9)
+    assert got["asd_gas"] == pytest.approx((per_image[0][1] + per_image[1][1] + diagonal) / 3, rel=1e-9)
+    assert got["ch4_hd95_gas"] == got["ch4_asd_gas"] == pytest.approx(diagonal)
+    assert (got["boundary_images"], got["boundary_penalised"], got["boundary_excluded"]) == (3, 1, 1)
+    assert (got["ch4_boundary_images"], got["ch4_boundary_penalised"], got["ch4_boundary_excluded"]) == (1, 1, 1)
 
 
 def test_segmentation_bad_input_messages():

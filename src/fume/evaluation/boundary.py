@@ -8,7 +8,10 @@ Convention (the one MedPy uses for ``hd95``, and MONAI's symmetric average surfa
 - For every boundary pixel of the prediction, the Euclidean distance to the nearest boundary
   pixel of the ground truth, and vice versa. The two sets are pooled (symmetric).
 - HD95 = 95th percentile of the pooled distances (numpy's linear interpolation); ASD = their mean.
-- Undefined when either mask is empty: the functions return None and callers skip the image.
+- When exactly one mask is empty (a missed plume, or gas predicted where there is none) the
+  distances are undefined; `boundary_scores` then gives the worst case, the image diagonal in
+  pixels, for both HD95 and ASD, so that missing a plume never improves the mean. When both are
+  empty there is nothing to measure: the image is excluded (and counted).
 """
 
 from __future__ import annotations
@@ -57,3 +60,21 @@ def hd95_asd(pred: np.ndarray, target: np.ndarray) -> tuple[float, float] | None
         return None
     pooled = np.concatenate(distances)
     return float(np.percentile(pooled, 95)), float(pooled.mean())
+
+
+# What boundary_scores did with an image.
+MEASURED, PENALISED, EXCLUDED = "measured", "penalised", "excluded"
+
+
+def boundary_scores(pred: np.ndarray, target: np.ndarray) -> tuple[tuple[float, float] | None, str]:
+    """((HD95, ASD) or None, outcome): measured, penalised with the image diagonal when exactly one
+    mask is empty, or excluded (None) when both are."""
+    pred = np.asarray(pred, dtype=bool)
+    target = np.asarray(target, dtype=bool)
+    measured = hd95_asd(pred, target)
+    if measured is not None:
+        return measured, MEASURED
+    if not pred.any() and not target.any():
+        return None, EXCLUDED
+    diagonal = float(np.hypot(*pred.shape))
+    return (diagonal, diagonal), PENALISED

@@ -20,7 +20,7 @@ from torch import Tensor
 from torchmetrics import Metric
 
 from fume.contract import GASES, MASK_CLASS_NAMES, key_name
-from fume.evaluation.boundary import hd95_asd
+from fume.evaluation.boundary import EXCLUDED, PENALISED, boundary_scores
 
 CLASS_NAMES = ("Healthy", "Transitional", "Acidotic")
 # Keys every metrics.json of `fume evaluate` carries (null when the model lacks the task or the value is undefined).
@@ -83,10 +83,11 @@ class SegmentationMetrics(Metric):
     compute() keys, for prefix "co2_", "ch4_" and "" (both gases pooled): miou, dice (mean of
     the per-class Dice), pixel_accuracy, iou_<class>, dice_<class> (class names background, tube,
     gas). With ``boundary=True``: hd95_<gas class> and asd_<gas class> (e.g. hd95_gas, asd_gas)
-    per gas and combined, in pixels, averaged over the images in which both prediction and ground
-    truth contain the gas class (see fume.evaluation.boundary for the convention), and
-    boundary_images / boundary_skipped (images measured / skipped because one side had no gas).
-    HD95 / ASD are NaN when no image could be measured.
+    per gas and combined, in pixels, averaged over the images (see fume.evaluation.boundary for the
+    convention): an image where exactly one of prediction and ground truth has no gas counts with
+    the image diagonal (boundary_penalised), one where neither has gas is left out
+    (boundary_excluded); boundary_images counts the images averaged (penalised ones included).
+    HD95 / ASD are NaN when no image was averaged.
     """
 
     full_state_update = False
@@ -111,9 +112,9 @@ class SegmentationMetrics(Metric):
         self.boundary = boundary
         for gas in GASES:
             self.add_state(f"{gas}_confmat", torch.zeros(num_classes, num_classes, dtype=torch.long), "sum")
-        # Per gas (rows co2, ch4): summed HD95 and ASD, images measured, images skipped.
-        self.add_state("boundary_sums", torch.zeros(2, 2, dtype=torch.float32), "sum")
-        self.add_state("boundary_counts", torch.zeros(2, 2, dtype=torch.long), "sum")
+        # Per gas (rows co2, ch4): summed HD95 and ASD; images averaged, penalised, excluded.
+        self.add_state("boundary_sums", torch.zeros(2, 2, dtype=torch.float64), "sum")
+        self.add_state("boundary_counts", torch.zeros(2, 3, dtype=torch.long), "sum")
 
     def update(self, preds: Tensor, target: Tensor, gas: str, present: Tensor | None = None) -> None:
         if gas not in GASES:
@@ -142,16 +143,17 @@ class SegmentationMetrics(Metric):
     def _update_boundary(self, preds: Tensor, target: Tensor, row: int) -> None:
         pred_gas = (preds == self.gas_class).cpu().numpy()
         true_gas = (target == self.gas_class).cpu().numpy()
-        sums, measured, skipped = np.zeros(2), 0, 0
+        sums, counts = np.zeros(2), np.zeros(3, np.int64)  # averaged, penalised, excluded
         for p, t in zip(pred_gas, true_gas):
-            result = hd95_asd(p, t)
-            if result is None:
-                skipped += 1
-            else:
-                sums += result
-                measured += 1
-        self.boundary_sums[row] += torch.as_tensor(sums, dtype=torch.float32, device=self.boundary_sums.device)
-        self.boundary_counts[row] += torch.tensor([measured, skipped], device=self.boundary_counts.device)
+            scores, outcome = boundary_scores(p, t)
+            if outcome == EXCLUDED:
+                counts[2] += 1
+                continue
+            sums += scores
+            counts[0] += 1
+            counts[1] += outcome == PENALISED
+        self.boundary_sums[row] += torch.as_tensor(sums, dtype=torch.float64, device=self.boundary_sums.device)
+        self.boundary_counts[row] += torch.as_tensor(counts, device=self.boundary_counts.device)
 
     def _scores(self, confmat: Tensor, prefix: str) -> dict[str, float]:
         cm = confmat.double().cpu()
@@ -184,7 +186,8 @@ class SegmentationMetrics(Metric):
                 out[f"{prefix}hd95_{gas_name}"] = float(total[0] / n) if n else float("nan")
                 out[f"{prefix}asd_{gas_name}"] = float(total[1] / n) if n else float("nan")
                 out[f"{prefix}boundary_images"] = n
-                out[f"{prefix}boundary_skipped"] = int(count[1])
+                out[f"{prefix}boundary_penalised"] = int(count[1])
+                out[f"{prefix}boundary_excluded"] = int(count[2])
         return out
 
 
