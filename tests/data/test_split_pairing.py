@@ -96,6 +96,12 @@ def test_random_pairing_statistics_without_reuse() -> None:
     }
     only = paired[paired["missing_modality"] == "co2"].iloc[0]
     assert only["co2_frame"] == "" and only["ch4_frame"] == "f_ch4_0.png" and not only["is_paired"]
+    # Each gas's recording (its original_sample_id) is kept; an absent gas has none.
+    assert (only["co2_recording"], only["ch4_recording"]) == ("", "f")
+    for row in paired.itertuples():
+        for gas in ("co2", "ch4"):
+            frame = getattr(row, f"{gas}_frame")
+            assert getattr(row, f"{gas}_recording") == (frame.split("_")[0] if frame else "")
 
 
 def test_random_pairing_with_reuse_pairs_every_frame_of_the_common_gas() -> None:

@@ -109,10 +109,10 @@ def test_random_pairing_never_crosses_animals_at_the_same_ph(tmp_path: Path) -> 
 def test_tables_without_the_columns_are_unchanged(real_layout: Path) -> None:
     split_dataset(real_layout, seed=0)
     result = pair_dataset(real_layout)
-    from fume.data.layout import PAIRED_COLUMNS
+    from fume.data.layout import PAIRED_COLUMNS, PAIRED_RECORDING_COLUMNS
 
     for split in SPLITS:
-        assert list(result[split].columns) == PAIRED_COLUMNS
+        assert list(result[split].columns) == PAIRED_COLUMNS + PAIRED_RECORDING_COLUMNS
         assert "animal_id" not in read_csv(real_layout / f"{split}_annotations.csv").columns
 
 

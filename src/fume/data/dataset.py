@@ -14,7 +14,7 @@ from torch.utils.data import Dataset
 from fume.config import LabelConfig
 from fume.contract import GASES
 from fume.data.frames import frame_to_input, load_labelled_frame, resize_frame, resize_mask
-from fume.data.layout import PAIRED_COLUMNS, check_table_path, clean_path, missing_columns, read_csv, resolve_table_path
+from fume.data.layout import PAIRED_COLUMNS, PAIRED_RECORDING_COLUMNS, check_table_path, clean_path, missing_columns, read_csv, resolve_table_path
 from fume.data.transforms import build_augmentation, seed_augmentation
 from fume.errors import ConfigError, DataError
 
@@ -31,6 +31,8 @@ def read_paired_table(table: str | os.PathLike | pd.DataFrame) -> pd.DataFrame:
         for column in (f"{gas}_frame", f"{gas}_mask"):
             frame[column] = frame[column].fillna("").astype(str).map(clean_path)
     frame["sample_id"] = frame["sample_id"].astype(str)
+    for column in PAIRED_RECORDING_COLUMNS:  # optional (see layout.PAIRED_RECORDING_COLUMNS)
+        frame[column] = frame[column].fillna("").astype(str) if column in frame.columns else ""
     frame["class_id"] = pd.to_numeric(frame["class_id"], errors="raise").astype(int)
     frame["ph_value"] = pd.to_numeric(frame["ph_value"], errors="raise").astype(float)
     frame = frame.reset_index(drop=True)

@@ -44,13 +44,18 @@ PAIRED_COLUMNS: list[str] = [
     "missing_modality",
 ]
 
+# The recording (original_sample_id) of each gas's frame: written by pairing, read when present (an
+# older paired table lacks them; each frame is then its own recording). Per-recording statistics
+# (the intensity window's percentiles, recording-level intervals) group frames by them.
+PAIRED_RECORDING_COLUMNS: list[str] = ["co2_recording", "ch4_recording"]
+
 # Optional "who and when" columns of the annotation tables: kept through split, pairing, evaluation
 # and prediction when present, never added when absent. In a paired table `animal_id` stays one
 # column (pairing stays within an animal); the others become one column per gas.
 WHO_WHEN_COLUMNS: list[str] = ["animal_id", "session_id", "timestamp"]
 PAIRED_WHO_WHEN_COLUMNS: list[str] = ["animal_id", "co2_session_id", "ch4_session_id", "co2_timestamp", "ch4_timestamp"]
 # Columns read as text, so that ids like '007' keep their leading zeros.
-TEXT_COLUMNS: list[str] = ["original_sample_id", "sample_id", *WHO_WHEN_COLUMNS, *PAIRED_WHO_WHEN_COLUMNS[1:]]
+TEXT_COLUMNS: list[str] = ["original_sample_id", "sample_id", *PAIRED_RECORDING_COLUMNS, *WHO_WHEN_COLUMNS, *PAIRED_WHO_WHEN_COLUMNS[1:]]
 
 ANNOTATIONS_FILE = "annotations.csv"
 _WINDOWS_PREFIX = "mmseg_dataset/"

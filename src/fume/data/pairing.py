@@ -40,6 +40,7 @@ import pandas as pd
 
 from fume.data.layout import (
     PAIRED_COLUMNS,
+    PAIRED_RECORDING_COLUMNS,
     SPLITS,
     WHO_WHEN_COLUMNS,
     paired_table_name,
@@ -95,6 +96,8 @@ def _row(co2: pd.Series | None, ch4: pd.Series | None, sample_id: str, present: 
         "class_name": ref["class_name"],
         "is_paired": co2 is not None and ch4 is not None,
         "missing_modality": "" if co2 is not None and ch4 is not None else ("ch4" if co2 is not None else "co2"),
+        "co2_recording": str(co2["original_sample_id"]) if co2 is not None else "",
+        "ch4_recording": str(ch4["original_sample_id"]) if ch4 is not None else "",
     }
 
 
@@ -160,7 +163,7 @@ def pair_table(
             matches.extend((r, None) for r in co2_rows[n:])
             matches.extend((None, r) for r in ch4_rows[n:])
     rows = [_row(co2, ch4, f"{id_prefix}{i:06d}", present) for i, (co2, ch4) in enumerate(matches)]
-    return pd.DataFrame(rows, columns=PAIRED_COLUMNS + who_when_columns(present))
+    return pd.DataFrame(rows, columns=PAIRED_COLUMNS + PAIRED_RECORDING_COLUMNS + who_when_columns(present))
 
 
 def pairing_statistics(paired: pd.DataFrame) -> dict:
