@@ -246,6 +246,9 @@ class TestingConfig(Section):
     batch_size: int = Field(default=8, ge=1)
     split: str = "test"
     save_masks: bool = False
+    # Class logits are divided by it before softmax wherever the model predicts (checkpoint, ONNX);
+    # `fume evaluate --calibrate` fits it on the validation split and stores it in the checkpoint.
+    temperature: float = Field(default=1.0, gt=0)
     qualitative_per_class: int = Field(default=2, ge=0)
 
 

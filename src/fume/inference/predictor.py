@@ -24,7 +24,7 @@ import numpy as np
 from fume.config import FumeConfig, LabelConfig
 from fume.contract import CLS_OUTPUT, GAS, GASES, SEG_OUTPUTS, TUBE
 from fume.data.frames import load_frame, prepare_frame
-from fume.errors import ConfigError, DataError
+from fume.errors import ConfigError, DataError, FumeError
 
 FrameInput = Union[str, os.PathLike, np.ndarray, None]
 
@@ -134,12 +134,15 @@ class Predictor:
     """Runs a FUME model (through `backend`) on pairs of frames of any size."""
 
     def __init__(
-        self, backend: Any, image_size: tuple[int, int], label_config: LabelConfig | None = None, source: str = "model"
+        self, backend: Any, image_size: tuple[int, int], label_config: LabelConfig | None = None, source: str = "model",
+        temperature: float = 1.0,
     ) -> None:
         self.backend = backend
         self.image_size = (int(image_size[0]), int(image_size[1]))
         self.label_config = label_config or LabelConfig()
         self.source = source
+        # Temperature scaling (testing.temperature of the stored config): class logits / T before softmax.
+        self.temperature = float(temperature)
 
     @classmethod
     def from_checkpoint(
@@ -172,7 +175,7 @@ class Predictor:
             from fume.inference.onnx import onnx_bytes
 
             runner = OnnxBackend(onnx_bytes(model, config, size), threads=threads, source=f"{source} (exported)")
-        return cls(runner, size, config.data.labels, source=source)
+        return cls(runner, size, config.data.labels, source=source, temperature=config.testing.temperature)
 
     @classmethod
     def from_onnx(cls, path: str | os.PathLike, threads: int | None = None, label_config: LabelConfig | None = None) -> Predictor:
@@ -189,7 +192,7 @@ class Predictor:
         else:
             what = "class names given"
         check_class_count(backend, label_config.num_classes, f"{what} {label_config.class_names}")
-        return cls(backend, backend.image_size, label_config, source=str(path))
+        return cls(backend, backend.image_size, label_config, source=str(path), temperature=stored_temperature(backend))
 
     def predict(self, co2: FrameInput = None, ch4: FrameInput = None, sample_id: str | None = None) -> PairPrediction:
         """One pair; either frame may be None (that gas is then absent from the modality mask)."""
@@ -211,7 +214,7 @@ class Predictor:
                     inputs[gas][i, 0] = prepare_frame(gases[gas].frame, self.image_size)
                     modality[i, g] = 1.0
         outputs = self.backend(inputs["co2"], inputs["ch4"], modality)
-        probs = softmax(outputs[CLS_OUTPUT]) if CLS_OUTPUT in outputs else None
+        probs = softmax(outputs[CLS_OUTPUT] / self.temperature) if CLS_OUTPUT in outputs else None
         results = []
         for i, (sample_id, gases) in enumerate(loaded):
             for gas in GASES:
@@ -242,6 +245,15 @@ class Predictor:
         if sample_id is None:
             sample_id = default_sample_id(gases["co2"].source, gases["ch4"].source, index)
         return sample_id, gases
+
+
+def stored_temperature(backend: Any) -> float:
+    """The temperature in an ONNX file's stored config (testing.temperature), 1.0 when it has none."""
+    testing = (backend.stored_config() or {}).get("testing")
+    value = testing.get("temperature", 1.0) if isinstance(testing, dict) else 1.0
+    if not isinstance(value, (int, float)) or not value > 0:
+        raise FumeError(f"ONNX model {backend.source}: stored testing.temperature {value!r} is not a positive number")
+    return float(value)
 
 
 def default_sample_id(co2: str | None, ch4: str | None, index: int = 0) -> str:
