@@ -24,11 +24,16 @@ def _progress() -> Progress:
     )
 
 
-def _predictor(checkpoint: Optional[Path], onnx: Optional[Path], backend: Optional[str], threads: Optional[int]):
+def _predictor(checkpoint: Optional[Path], onnx: Optional[Path], backend: Optional[str], threads: Optional[int], model: Optional[Path] = None):
     from fume.inference.predictor import Predictor
 
-    if (checkpoint is None) == (onnx is None):
-        raise ConfigError("give either --checkpoint CKPT or --onnx FILE")
+    if sum(x is not None for x in (checkpoint, onnx, model)) != 1:
+        raise ConfigError("give one of --checkpoint CKPT, --model DIR (fume publish) or --onnx FILE")
+    if model is not None:
+        from fume.models.pretrained import load_pretrained
+
+        network, config = load_pretrained(model)
+        return Predictor.from_model(network, config, backend or "torch", threads, source=str(model))
     if onnx is not None:
         if backend not in (None, "onnxruntime"):
             raise ConfigError(f"--onnx runs on ONNX Runtime; --backend {backend} needs --checkpoint")
@@ -40,6 +45,7 @@ def _predictor(checkpoint: Optional[Path], onnx: Optional[Path], backend: Option
 def predict_command(
     checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", "-k", help="A .ckpt written by fume train"),
     onnx: Optional[Path] = typer.Option(None, "--onnx", help="An ONNX file written by fume export (instead of --checkpoint)"),
+    model: Optional[Path] = typer.Option(None, "--model", help="A model folder written by fume publish (instead of --checkpoint)"),
     co2: Optional[Path] = typer.Option(None, "--co2", help="CO2 frame of one pair"),
     ch4: Optional[Path] = typer.Option(None, "--ch4", help="CH4 frame of one pair"),
     inputs: Optional[Path] = typer.Option(None, "--input", "-i", help="Batch mode: a folder of pairs (co2/ + ch4/ sub-folders or NAME_co2/NAME_ch4 files) or a paired CSV"),
@@ -77,7 +83,7 @@ def predict_command(
 
     check_out_folder(out)
     check_output_folder(out, PREDICT_OUTPUTS, overwrite)
-    predictor = _predictor(checkpoint, onnx, backend, threads)
+    predictor = _predictor(checkpoint, onnx, backend, threads, model)
 
     if co2_video or ch4_video:
         from fume.inference.video import EMA_ALPHA, predict_video

@@ -71,24 +71,29 @@ def build_model(model_config: ModelConfig) -> torch.nn.Module:
         raise ConfigError(f"model section of the config: {err}") from None
 
 
+def load_weights(model: torch.nn.Module, state: dict[str, torch.Tensor], source: str, name: str) -> None:
+    """Load `state` into `model`, every tensor by name and shape; a mismatch is one FumeError naming `source`."""
+    try:
+        missing, unexpected = model.load_state_dict(state, strict=False)
+    except RuntimeError as err:  # same names, other shapes
+        detail = str(err).splitlines()
+        raise FumeError(
+            f"{source} does not match model {name!r} built from its config "
+            f"({len(detail) - 1} tensors of another shape, e.g.{detail[1] if len(detail) > 1 else ''}); was it written by another FUME version?"
+        ) from None
+    if missing or unexpected:
+        raise FumeError(
+            f"{source} does not match model {name!r} built from its config: "
+            f"{len(missing)} missing weights (e.g. {missing[:3]}), {len(unexpected)} unexpected (e.g. {unexpected[:3]})"
+        )
+
+
 def load_model_from_checkpoint(path: str | Path, map_location: Any = "cpu") -> tuple[torch.nn.Module, FumeConfig]:
     """The trained network (eval mode) and the configuration it was trained with."""
     ckpt = read_checkpoint(path, map_location)
     config = config_from_checkpoint(ckpt, path)
     model = build_model(config.model)
     state = {k[len(MODEL_PREFIX):]: v for k, v in ckpt["state_dict"].items() if k.startswith(MODEL_PREFIX)}
-    try:
-        missing, unexpected = model.load_state_dict(state, strict=False)
-    except RuntimeError as err:  # same names, other shapes
-        detail = str(err).splitlines()
-        raise FumeError(
-            f"checkpoint {path} does not match model {config.model.name!r} built from its config "
-            f"({len(detail) - 1} tensors of another shape, e.g.{detail[1] if len(detail) > 1 else ''}); was it written by another FUME version?"
-        ) from None
-    if missing or unexpected:
-        raise FumeError(
-            f"checkpoint {path} does not match model {config.model.name!r} built from its config: "
-            f"{len(missing)} missing weights (e.g. {missing[:3]}), {len(unexpected)} unexpected (e.g. {unexpected[:3]})"
-        )
+    load_weights(model, state, f"checkpoint {path}", config.model.name)
     model.eval()
     return model, config
