@@ -56,14 +56,15 @@ def test_writes_every_output(evaluated):
     assert set(METRIC_KEYS) <= set(metrics)
     predictions = pd.read_csv(out / "predictions.csv", keep_default_na=False)
     assert list(predictions.columns) == [
-        "sample_id", "co2_frame", "co2_mask", "ch4_frame", "ch4_mask", "class_id", "pred_class_id",
-        "prob_healthy", "prob_transitional", "prob_acidotic", "co2_pred_mask", "ch4_pred_mask",
+        "sample_id", "co2_frame", "co2_mask", "ch4_frame", "ch4_mask", "ph_value", "class_id", "co2_recording", "ch4_recording",
+        "pred_class_id", "prob_healthy", "prob_transitional", "prob_acidotic",
+        "co2_true_area_px", "co2_pred_area_px", "ch4_true_area_px", "ch4_pred_area_px", "co2_pred_mask", "ch4_pred_mask",
     ]
     assert metrics["num_samples"] == len(predictions) > 0
     probs = predictions[["prob_healthy", "prob_transitional", "prob_acidotic"]].to_numpy(float)
     np.testing.assert_allclose(probs.sum(1), 1.0, atol=1e-5)
     assert (probs.argmax(1) == predictions["pred_class_id"].to_numpy()).all()
-    for name in ("confusion_matrix.png", "qualitative.png"):
+    for name in ("confusion_matrix.png", "qualitative.png", "reliability.png", "reliability.pdf", "per_ph.csv", "recordings.csv"):
         assert (out / name).stat().st_size > 0
 
 
@@ -85,6 +86,7 @@ def test_segmentation_metrics_equal_numpy_on_the_saved_masks(evaluated, checkpoi
     root = Path(load_config(checkpoint.parent.parent / "config.yaml").data.dataset_root)
     p = pd.read_csv(out / "predictions.csv", keep_default_na=False)
     confusion = {gas: np.zeros((3, 3), np.int64) for gas in ("co2", "ch4")}
+    seen = {"co2": set(), "ch4": set()}
     for _, row in p.iterrows():
         for gas in ("co2", "ch4"):
             if not row[f"{gas}_frame"]:
@@ -94,7 +96,12 @@ def test_segmentation_metrics_equal_numpy_on_the_saved_masks(evaluated, checkpoi
             true = np.asarray(Image.open(root / row[f"{gas}_mask"]))
             assert pred.shape == true.shape == (NATIVE[1], NATIVE[0])  # native resolution, not 64x64
             assert set(np.unique(pred)) <= {0, 1, 2}
+            assert row[f"{gas}_true_area_px"] == (true == 2).sum() and row[f"{gas}_pred_area_px"] == (pred == 2).sum()
+            if row[f"{gas}_frame"] in seen[gas]:  # a reused frame counts once, from its first pair
+                continue
+            seen[gas].add(row[f"{gas}_frame"])
             confusion[gas] += np.bincount(true.ravel() * 3 + pred.ravel(), minlength=9).reshape(3, 3)
+    assert (metrics["num_frames_co2"], metrics["num_frames_ch4"]) == (len(seen["co2"]), len(seen["ch4"]))
 
     def iou(cm):
         tp = np.diag(cm).astype(float)
@@ -124,3 +131,81 @@ def test_another_models_config_is_a_clear_error(checkpoint, tmp_path):
 def test_data_overrides_are_applied(checkpoint, tmp_path):
     with pytest.raises(Exception, match=r"paired table for split 'test' not found: .*nowhere"):
         evaluate_checkpoint(checkpoint, out=tmp_path, overrides=[f"data.dataset_root={tmp_path / 'nowhere'}"])
+
+
+def test_calibration_ordinal_per_ph_and_recording_results(evaluated, checkpoint):
+    out, metrics = evaluated
+    p = pd.read_csv(out / "predictions.csv", keep_default_na=False, na_values=[""], dtype={"co2_recording": str, "ch4_recording": str})
+    probs, y = p[["prob_healthy", "prob_transitional", "prob_acidotic"]].to_numpy(float), p["class_id"].to_numpy()
+    # Brier and ECE by hand from the written probabilities.
+    assert metrics["brier"] == pytest.approx(np.mean(((probs - np.eye(3)[y]) ** 2).sum(1)))
+    top, hit = probs.max(1), probs.argmax(1) == y
+    bins = np.minimum((top * 15).astype(int), 14)
+    ece = sum(abs(hit[bins == b].mean() - top[bins == b].mean()) * (bins == b).mean() for b in np.unique(bins))
+    assert metrics["ece"] == pytest.approx(ece)
+    yhat = p["pred_class_id"].to_numpy()
+    assert metrics["off_by_two_rate"] == pytest.approx(np.mean(((y == 0) & (yhat == 2)) | ((y == 2) & (yhat == 0))))
+    # The recordings named are those of the dataset's annotations.
+    annotations = pd.read_csv(Path(load_config(checkpoint.parent.parent / "config.yaml").data.dataset_root) / "annotations.csv",
+                              dtype={"original_sample_id": str})
+    from fume.data.layout import normalise_path
+
+    lookup = dict(zip(annotations["frame_path"].map(normalise_path), annotations["original_sample_id"]))
+    for gas in ("co2", "ch4"):
+        present = p[f"{gas}_frame"].notna()
+        assert (p.loc[present, f"{gas}_frame"].map(lookup) == p.loc[present, f"{gas}_recording"]).all()
+    # recordings.csv: mean probability over the pairs using each recording, recomputed with pandas.
+    rec = pd.read_csv(out / "recordings.csv", dtype={"recording": str})
+    long = pd.concat([p[[f"{g}_recording", "class_id", "prob_healthy", "prob_transitional", "prob_acidotic"]]
+                      .rename(columns={f"{g}_recording": "recording"}).dropna(subset=["recording"]) for g in ("co2", "ch4")])
+    expected = long.groupby("recording")[["prob_healthy", "prob_transitional", "prob_acidotic"]].mean()
+    np.testing.assert_allclose(rec.set_index("recording").loc[expected.index, expected.columns].to_numpy(), expected.to_numpy())
+    assert metrics["recording_balanced_accuracy"] == pytest.approx(balanced_accuracy_score(rec["class_id"], rec["pred_class_id"]))
+    # per_ph.csv: pairs and accuracy per pH and gas.
+    per_ph = pd.read_csv(out / "per_ph.csv")
+    for gas in ("co2", "ch4"):
+        part = p[p[f"{gas}_frame"].notna()]
+        for ph, group in part.groupby("ph_value"):
+            row = per_ph[(per_ph["gas"] == gas) & np.isclose(per_ph["ph_value"], ph)].iloc[0]
+            assert row["pairs"] == len(group)
+            assert row["accuracy"] == pytest.approx((group["pred_class_id"] == group["class_id"]).mean())
+            frames = group.drop_duplicates(f"{gas}_frame")
+            assert row["true_mean_area_px"] == pytest.approx(frames[f"{gas}_true_area_px"].mean())
+
+
+def test_calibrate_fits_a_temperature_on_val_and_stores_it(checkpoint, tmp_path):
+    import shutil
+
+    from fume.evaluation.calibration import fit_temperature
+    from fume.models.checkpoint import config_from_checkpoint, read_checkpoint
+
+    copy = tmp_path / "model.ckpt"
+    shutil.copy(checkpoint, copy)
+    (tmp_path / "val").mkdir()
+    val = evaluate_checkpoint(copy, split="val", out=tmp_path / "val", progress=False)  # at temperature 1
+    p = pd.read_csv(val.predictions_csv)
+    expected = fit_temperature(p[["prob_healthy", "prob_transitional", "prob_acidotic"]].to_numpy(), p["class_id"].to_numpy())
+    result = evaluate_checkpoint(copy, split="test", out=tmp_path / "test", progress=False, calibrate=True)
+    stored = config_from_checkpoint(read_checkpoint(copy)).testing.temperature
+    assert stored == pytest.approx(expected, rel=1e-4) and result.metrics["temperature"] == pytest.approx(stored)
+    assert result.metrics["ece_uncalibrated"] is not None
+    # fume predict's path (the Predictor) applies the stored temperature.
+    from fume.inference.predictor import Predictor
+
+    assert Predictor.from_checkpoint(copy).temperature == pytest.approx(stored)
+
+
+def test_a_frame_used_by_several_pairs_is_scored_once(checkpoint):
+    from fume.data.dataset import read_paired_table
+    from fume.evaluation.engine import evaluate_predictors
+    from fume.inference.predictor import Predictor
+
+    config = load_config(checkpoint.parent.parent / "config.yaml")
+    table = read_paired_table(config.data.paired_table("test"))
+    twice = pd.concat([table, table.assign(sample_id=table["sample_id"] + "-again")], ignore_index=True)
+    predictor = Predictor.from_checkpoint(checkpoint)
+    once, doubled = (evaluate_predictors({"m": predictor}, t, config.data.dataset_root)["m"].metrics for t in (table, twice))
+    assert doubled["num_samples"] == 2 * once["num_samples"]
+    for key in ("miou", "co2_miou", "ch4_miou", "iou_gas", "hd95_gas", "asd_gas", "num_frames_co2", "num_frames_ch4", "boundary_images"):
+        assert doubled[key] == pytest.approx(once[key], nan_ok=True), key
+    assert doubled["balanced_accuracy"] == pytest.approx(once["balanced_accuracy"])  # classification counts pairs

@@ -51,9 +51,11 @@ def evaluate_command(
     save_masks: Optional[bool] = typer.Option(None, "--save-masks/--no-save-masks", help="Write predicted masks (PNG, native size) under OUT/masks/"),
     config: Optional[Path] = typer.Option(None, "--config", "-c", help="Config file or shipped name to use instead of the run's own (must describe the same model)"),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace the outputs of an earlier evaluation in OUT (refused without it)"),
+    calibrate: bool = typer.Option(False, "--calibrate", help="Fit a temperature on the validation split first, store it in the checkpoint and apply it"),
     overrides: Optional[list[str]] = typer.Argument(None, help=OVERRIDES_HELP, show_default=False),
 ) -> None:
-    """Metrics at native resolution, predictions.csv, optional masks, confusion matrix and a qualitative grid.
+    """Metrics at native resolution, predictions.csv, per-pH and per-recording results, optional masks,
+    confusion matrix, reliability diagram and a qualitative grid.
 
     OUT holds one evaluation: if it already holds an earlier one's outputs, the command stops
     unless --overwrite, which replaces them (other files in OUT are kept). Nothing is moved into
@@ -67,7 +69,7 @@ def evaluate_command(
     check_out_folder(out)
     config_path = config_file(config) if config is not None else None
     result = evaluate_checkpoint(checkpoint, split=split, out=out, save_masks=save_masks, config_path=config_path, overrides=overrides or [],
-                                 overwrite=overwrite)
+                                 overwrite=overwrite, calibrate=calibrate)
     console = Console()
     console.print(metrics_table(result.metrics, f"{checkpoint.name} on {split or 'test'}"))
     console.print(f"written to {result.out_dir}: metrics.json, predictions.csv" + "".join(f", {p.name}" for p in result.figures))

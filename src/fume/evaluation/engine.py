@@ -5,6 +5,12 @@ The predictions come from fume.inference's one path (fume.inference.engine: fram
 model as in training, logits resized back bilinearly, argmax), so `fume evaluate`, `fume predict` on
 the same table and export's fp32 / int8 check see the same probabilities and masks. Frames and
 masks are read once per pair and shared by every predictor.
+
+Each frame once: a frame used by several pairs (the rarer gas is reused when pairing) is scored
+for segmentation only on the first pair, in table order, that uses it (with fusion its predicted
+mask can depend on its partner; the first is taken), so pooled and per-gas segmentation metrics
+weigh every distinct frame equally (`num_frames_co2`, `num_frames_ch4`). Classification is scored
+per pair.
 """
 
 from __future__ import annotations
@@ -18,14 +24,18 @@ import numpy as np
 import pandas as pd
 import torch
 
-from fume.contract import GASES, NUM_SEG_CLASSES, probability_columns
+from fume.contract import GASES, MASK_CLASS_NAMES, NUM_SEG_CLASSES, probability_columns
 from fume.data.layout import PAIRED_WHO_WHEN_COLUMNS
+from fume.evaluation.analyses import RECORDING_COLUMNS, area_columns, off_by_two_rate
+from fume.evaluation.calibration import brier_score, expected_calibration_error
 from fume.evaluation.metrics import METRIC_KEYS, ClassificationMetrics, SegmentationMetrics, joint_score
 from fume.inference.engine import LoadedPair, load_batches, pairs_from_table, predict_loaded
 from fume.inference.predictor import PairPrediction, Predictor
 
 # Columns of the paired table that a record of a pair repeats.
-PAIR_COLUMNS = ["sample_id", "co2_frame", "co2_mask", "ch4_frame", "ch4_mask", "class_id"]
+PAIR_COLUMNS = ["sample_id", "co2_frame", "co2_mask", "ch4_frame", "ch4_mask", "ph_value", "class_id"]
+# The predicted-plume columns of a record: gas pixels of the ground truth and of the prediction.
+AREA_COLUMNS = [c for gas in GASES for c in area_columns(gas)]
 
 
 @dataclass
@@ -46,16 +56,23 @@ class Scorer:
         self.cls = ClassificationMetrics(num_classes=len(class_names), class_names=class_names)
         self.has_seg = self.has_cls = False
         self.count = 0
+        self.frames: dict[str, set[str]] = {gas: set() for gas in GASES}  # frames scored, by path
+        self.probabilities: list[np.ndarray] = []
+        self.targets: list[int] = []
 
     def add(self, pair: LoadedPair, prediction: PairPrediction) -> None:
         self.count += 1
         if prediction.probabilities is not None:
             self.cls.update(torch.from_numpy(prediction.probabilities[None]), torch.tensor([pair.pair.class_id]))
+            self.probabilities.append(np.asarray(prediction.probabilities, dtype=float))
+            self.targets.append(int(pair.pair.class_id))
             self.has_cls = True
         for gas in GASES:
             predicted, truth = prediction.gases[gas].mask, pair.masks[gas]
-            if predicted is None or truth is None:
+            frame = str(getattr(pair.pair, gas))
+            if predicted is None or truth is None or frame in self.frames[gas]:
                 continue
+            self.frames[gas].add(frame)
             self.seg.update(torch.from_numpy(predicted.astype(np.int64))[None], torch.from_numpy(truth.astype(np.int64))[None], gas)
             self.has_seg = True
 
@@ -65,21 +82,35 @@ class Scorer:
             metrics.update(self.seg.compute())
         if self.has_cls:
             metrics.update(self.cls.compute())
+            metrics["off_by_two_rate"] = off_by_two_rate(np.asarray(metrics["confusion_matrix"]))
+            probs, targets = np.stack(self.probabilities), np.asarray(self.targets)
+            metrics["ece"] = expected_calibration_error(probs, targets)
+            metrics["brier"] = brier_score(probs, targets)
+        for gas in GASES:
+            metrics[f"num_frames_{gas}"] = len(self.frames[gas])
         if self.has_seg and self.has_cls:
             metrics["joint_score"] = joint_score(metrics["miou"], metrics["balanced_accuracy"])
         metrics["num_samples"] = self.count
         return metrics
 
 
-def record_of(pair: LoadedPair, prediction: PairPrediction, class_names: list[str]) -> dict[str, Any]:
-    """The predictions.csv row of a pair: its table columns, the predicted class and probabilities."""
-    record = {column: pair.pair.row[column] for column in PAIR_COLUMNS}
+def record_of(pair: LoadedPair, prediction: PairPrediction, class_names: list[str], gas_class: int = MASK_CLASS_NAMES.index("gas")) -> dict[str, Any]:
+    """The predictions.csv row of a pair: its table columns (with the frames' recordings when the
+    table has them), the predicted class and probabilities, and the true and predicted plume area
+    of each gas (gas pixels at native resolution; empty for an absent gas)."""
+    row = pair.pair.row
+    record = {column: row.get(column) for column in PAIR_COLUMNS}
     record["class_id"] = int(record["class_id"])
-    # Who and when (animal_id, co2_/ch4_session_id, co2_/ch4_timestamp), only when the table has them.
-    record.update({column: pair.pair.row[column] for column in PAIRED_WHO_WHEN_COLUMNS if column in pair.pair.row})
+    # Who and when (animal_id, co2_/ch4_session_id, co2_/ch4_timestamp) and recordings, only when the table has them.
+    record.update({column: row[column] for column in [*PAIRED_WHO_WHEN_COLUMNS, *RECORDING_COLUMNS] if column in row})
     if prediction.probabilities is not None:
         record["pred_class_id"] = prediction.class_id
         record.update({c: float(p) for c, p in zip(probability_columns(class_names), prediction.probabilities)})
+    for gas in GASES:
+        true_col, pred_col = area_columns(gas)
+        truth, predicted = pair.masks.get(gas), prediction.gases[gas].mask
+        record[true_col] = int((truth == gas_class).sum()) if truth is not None else None
+        record[pred_col] = int((predicted == gas_class).sum()) if predicted is not None else None
     return record
 
 

@@ -234,3 +234,25 @@ def plot_training_curves(
         ax.grid(alpha=0.3)
         ax.legend(fontsize="small")
     return save_figure(fig, out_path)
+
+
+def plot_reliability(probs: np.ndarray, y_true: np.ndarray, path: str | os.PathLike, title: str = "Reliability") -> Path:
+    """Reliability diagram of the top class probability (15 equal-width bins, as the ECE): accuracy
+    against mean confidence per bin, the diagonal for perfect calibration, and the pairs per bin."""
+    from fume.evaluation.calibration import ECE_BINS, expected_calibration_error, reliability_bins
+
+    count, accuracy, confidence = reliability_bins(probs, y_true, ECE_BINS)
+    edges = np.linspace(0.0, 1.0, ECE_BINS + 1)
+    centres, width = (edges[:-1] + edges[1:]) / 2, 1.0 / ECE_BINS
+    fig = new_figure((4.4, 5.2), layout="constrained")
+    top, bottom = fig.subplots(2, 1, sharex=True, height_ratios=(3, 1))
+    used = count > 0
+    top.bar(centres[used], accuracy[used], width=width, edgecolor="0.2", color="#3b8ee8", label="accuracy")
+    top.plot(confidence[used], accuracy[used], "o", color="#ff8c1a", markersize=4, label="mean confidence")
+    top.plot([0, 1], [0, 1], "--", color="0.4", label="perfect calibration")
+    top.set(ylim=(0, 1), ylabel="accuracy",
+            title=f"{title}\nECE {100 * expected_calibration_error(probs, y_true):.1f} % (n = {int(count.sum())})")
+    top.legend(fontsize="small", loc="upper left")
+    bottom.bar(centres, count, width=width, edgecolor="0.2", color="0.6")
+    bottom.set(xlim=(0, 1), xlabel="top class probability", ylabel="pairs")
+    return save_figure(fig, path)

@@ -26,8 +26,10 @@ CLASS_NAMES = ("Healthy", "Transitional", "Acidotic")
 # Keys every metrics.json of `fume evaluate` carries (null when the model lacks the task or the value is undefined).
 METRIC_KEYS = [
     "miou", "dice", "pixel_accuracy", "iou_background", "iou_tube", "iou_gas", "co2_miou", "ch4_miou",
-    "hd95_gas", "asd_gas", "accuracy", "balanced_accuracy", "macro_f1", "weighted_f1", "cohens_kappa",
-    "f1_healthy", "f1_transitional", "f1_acidotic", "confusion_matrix", "joint_score", "num_samples",
+    "hd95_gas", "asd_gas", "boundary_penalised", "boundary_excluded", "num_frames_co2", "num_frames_ch4",
+    "accuracy", "balanced_accuracy", "macro_f1", "weighted_f1", "cohens_kappa",
+    "f1_healthy", "f1_transitional", "f1_acidotic", "confusion_matrix", "off_by_two_rate", "ece", "brier",
+    "recording_balanced_accuracy", "joint_score", "num_samples",
 ]
 
 
