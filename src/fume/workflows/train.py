@@ -170,15 +170,16 @@ def _best_metrics(history: list[dict[str, Any]], monitor: str) -> dict[str, Any]
     return max(history, key=score)
 
 
-def train(config: FumeConfig, run_dir: str | Path | None = None, resume: bool = False) -> TrainResult:
+def train(config: FumeConfig, run_dir: str | Path | None = None, resume: bool = False, callbacks: list[Any] | None = None) -> TrainResult:
     """Train the configured model (see _train), holding RUN_DIR's lock (fume.locks) throughout: a
-    second run into the same folder stops at once with a FumeError naming this one."""
+    second run into the same folder stops at once with a FumeError naming this one. `callbacks`:
+    more Lightning callbacks (fume tune's pruning)."""
     run_dir = Path(run_dir) if run_dir is not None else default_run_dir(config)
     with folder_lock(run_dir):
-        return _train(config, run_dir, resume)
+        return _train(config, run_dir, resume, callbacks)
 
 
-def _train(config: FumeConfig, run_dir: Path, resume: bool) -> TrainResult:
+def _train(config: FumeConfig, run_dir: Path, resume: bool, callbacks: list[Any] | None = None) -> TrainResult:
     """Train the configured model; returns where everything went. Raises FumeError subclasses for
     bad data, a bad config, or a non-finite loss (naming the step). Messages go to the
     "fume.*" loggers (fume.logs). Ctrl-C saves checkpoints/last.ckpt, logs how to continue and
@@ -210,7 +211,7 @@ def _train(config: FumeConfig, run_dir: Path, resume: bool) -> TrainResult:
     _save_run_config(config, run_dir)
 
     history = ValidationHistory()
-    trainer = build_trainer(config, run_dir, monitor, stop_monitor, extra_callbacks=[history],
+    trainer = build_trainer(config, run_dir, monitor, stop_monitor, extra_callbacks=[history, *(callbacks or [])],
                             preloaded=(ckpt_path, resumed) if resumed is not None else None)
     task = FumeTask(config)
     earlier_log = _set_aside_csv_log(run_dir) if ckpt_path is not None and trainer.is_global_zero else None
