@@ -42,7 +42,7 @@ def ensure_environment() -> None:
         venv.create(VENV, with_pip=True)
     print("Installing FUME and its dependencies (first run only; a few minutes)", flush=True)
     _pip(TORCH)  # first, so that no dependency pulls a different (CUDA) torch build
-    _pip("-e", f"{ROOT}[dev]")
+    _pip("-e", f"{ROOT}[dev,flir]")  # the FLIR extra too: its tests read the shipped sample files
     STAMP.write_text(digest)
 
 
