@@ -1,5 +1,5 @@
-"""`fume publish` (a run as a shareable model folder), registered on fume.cli.app. Heavy imports
-happen inside the commands so `fume --help` stays fast."""
+"""`fume publish` (a run as a shareable model folder) and `fume tune` (Optuna search), registered on
+fume.cli.app. Heavy imports happen inside the commands so `fume --help` stays fast."""
 
 from __future__ import annotations
 
@@ -37,3 +37,29 @@ def publish_command(
     shown = ", ".join(f"{k} {100 * v:.1f} %" for k, v in result.metrics.items() if k in ("miou", "balanced_accuracy") and isinstance(v, float))
     console.print(f"published {result.checkpoint} to {result.out}: {', '.join(p.name for p in result.files)}")
     console.print(f"test: {shown or 'no scores'}\nnext: fume predict --model {result.out} ... ; huggingface-cli upload USER/NAME {result.out}")
+
+
+@app.command("tune")
+def tune_command(
+    config: Path = typer.Option(..., "--config", "-c", help="YAML config file or shipped name (the base of every trial)"),
+    space: str = typer.Option(..., "--space", help="Search space YAML (dotted keys with ranges / choices), or a shipped one by name: fume"),
+    trials: int = typer.Option(..., "--trials", help="Trials this call runs (a resumed study adds them to its earlier ones)"),
+    storage: Optional[str] = typer.Option(None, "--storage", help="Optuna storage URL, e.g. sqlite:///tune.db (default: in memory, not resumable)"),
+    study: Optional[str] = typer.Option(None, "--study", help="Study name in the storage (default fume)"),
+    out: Path = typer.Option(Path("outputs/tune"), "--out", "-o", help="Folder for trials/, best.yaml, trials.csv, history.png"),
+    seed: int = typer.Option(0, "--seed", help="TPE sampler seed (give each machine joining one study its own)"),
+    overrides: Optional[list[str]] = typer.Argument(None, help="Dotted overrides for every trial, as in fume train", show_default=False),
+) -> None:
+    """Hyperparameter search with Optuna (TPE, median pruning on the monitored validation score); writes best.yaml and trials.csv."""
+    from rich.console import Console
+
+    from fume.config import config_file, load_config
+    from fume.workflows.tune import load_space, tune
+
+    check_out_folder(out)
+    result = tune(load_config(config_file(config), overrides or []), load_space(space), trials, out, storage=storage, study_name=study, seed=seed)
+    console = Console(soft_wrap=True)
+    console.print(f"study {result.study_name!r}: {result.trials_run} trials run now, {result.trials_total} in all; trials: {result.trials_csv}")
+    if result.best_yaml is not None:
+        values = ", ".join(f"{k}={v}" for k, v in result.best_params.items())
+        console.print(f"best value {result.best_value:.4f} with {values}\nbest config: {result.best_yaml}\nnext: fume train -c {result.best_yaml}")
