@@ -15,6 +15,7 @@ import pytest
 from PIL import Image
 
 from fume.data.flir import INSTALL_HINT, FlirSequence, has_flir_data, is_flir_file, read_flir_still
+from fume.data.frames import load_frame
 from fume.errors import ConfigError, DataError
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "flir"
@@ -37,17 +38,22 @@ def _write(path: Path, data: bytes) -> Path:
 
 
 def _flir_jpeg(fff: bytes) -> bytes:
-    """A radiometric JPEG as FLIR cameras write one: a visible image with the FFF bytes in APP1
-    segments, each "FLIR\\0", 0x01, chunk number, last chunk number, then up to 65525 bytes."""
+    """A radiometric JPEG as FLIR cameras write one: a visible image whose Exif APP1 segment is
+    followed by the FFF bytes in APP1 segments, each "FLIR\\0", 0x01, chunk number, last chunk
+    number, then up to 65525 bytes."""
     buffer = io.BytesIO()
-    Image.fromarray(np.full((48, 64), 128, np.uint8)).save(buffer, format="JPEG")
+    exif = Image.Exif()
+    exif[0x010F] = "FLIR Systems AB"  # Make
+    Image.fromarray(np.full((48, 64), 128, np.uint8)).save(buffer, format="JPEG", exif=exif)
     jpeg = buffer.getvalue()
+    assert jpeg[2:4] == b"\xff\xe0" and jpeg[20:22] == b"\xff\xe1"  # JFIF APP0 (18 bytes), then Exif APP1
+    cut = 20 + 2 + int.from_bytes(jpeg[22:24], "big")  # after the Exif segment
     size = 65535 - 2 - 8
     chunks = [fff[i : i + size] for i in range(0, len(fff), size)]
     segments = b"".join(
         b"\xff\xe1" + struct.pack(">H", 2 + 8 + len(c)) + b"FLIR\x00\x01" + bytes([i, len(chunks) - 1]) + c for i, c in enumerate(chunks)
     )
-    return jpeg[:2] + segments + jpeg[2:]
+    return jpeg[:cut] + segments + jpeg[cut:]
 
 
 def test_flir_files_by_suffix():
@@ -88,6 +94,7 @@ def test_temperatures_agree_with_flyr_and_flirpy(tmp_path: Path):
     assert celsius.dtype == np.float32 and celsius.shape == (512, 640)
     jpeg = _write(tmp_path / "still.jpg", _flir_jpeg(SEQ.read_bytes()[:FRAME_BYTES]))
     assert has_flir_data(jpeg)
+    assert load_frame(jpeg).shape == (48, 64)  # elsewhere in FUME it is the camera's visible image
     still = read_flir_still(jpeg)
     assert still.dtype == np.float32 and still.shape == (512, 640)
     np.testing.assert_allclose(still, celsius, atol=0.01)

@@ -116,7 +116,7 @@ class FlirSequence:
         try:
             frame = self._fff.Fff(chunk)
             frame.get_image()  # decode now, so that a damaged frame fails here
-        except (ValueError, struct.error, AttributeError, TypeError) as err:
+        except (ValueError, struct.error, AttributeError, TypeError, IndexError, OverflowError, OSError) as err:  # flirpy on damaged bytes
             raise DataError(f"{where} cannot be decoded: {err}") from None
         return frame
 
