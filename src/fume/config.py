@@ -78,6 +78,41 @@ class LabelConfig(BaseModel):
         return [ph for ph in self.ph_levels if self.ph_to_class[ph] == class_id]
 
 
+class FrameWindowConfig(BaseModel):
+    """How a frame's intensities map to the model's input range [0, 1] (fume.data.window), the same
+    in training, evaluation, prediction, export calibration and video. In YAML either the full form
+    or a shorthand: `auto`, `minmax`, `percentile`, or `[low, high]` (fixed).
+
+    auto        8-bit frames as stored (value / 255); other bit depths as `percentile`
+    minmax      each frame's own minimum and maximum
+    percentile  the `percentiles` of the recording's pixels (up to 32 frames spread over it)
+    fixed       `range` = [low, high] in the frame's units (counts, or degrees for temperatures)"""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    mode: Literal["auto", "minmax", "percentile", "fixed"] = "auto"
+    percentiles: tuple[float, float] = (1.0, 99.0)
+    range: tuple[float, float] | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return {"mode": value}
+        if isinstance(value, (list, tuple)):
+            return {"mode": "fixed", "range": value}
+        return value
+
+    @model_validator(mode="after")
+    def _check(self) -> FrameWindowConfig:
+        low, high = self.percentiles
+        if not 0 <= low < high <= 100:
+            raise ValueError(f"percentiles must be [low, high] with 0 <= low < high <= 100; got [{low:g}, {high:g}]")
+        if self.mode == "fixed" and (self.range is None or not self.range[0] < self.range[1]):
+            raise ValueError(f"a fixed window needs range [low, high] with low < high; got {self.range}")
+        return self
+
+
 class AugmentationConfig(BaseModel):
     """Probabilities and ranges; the defaults are the seed's. Set a probability to 0 to disable."""
 
@@ -167,6 +202,8 @@ class DataConfig(Section):
     # Accept absolute paths and paths leaving the dataset root ('..') in the tables
     # (fume.data.layout.resolve_table_path); off, such a row stops with an error naming it.
     allow_outside_root: bool = False
+    # Intensity window of the frames (FrameWindowConfig): `auto` keeps 8-bit frames as they were.
+    frame_window: FrameWindowConfig = Field(default_factory=FrameWindowConfig)
     synthetic: SyntheticDataConfig | None = None
 
     @field_validator("image_size")

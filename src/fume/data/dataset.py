@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from functools import partial
 from pathlib import Path
 
 import albumentations as A
@@ -11,11 +12,12 @@ import pandas as pd
 import torch
 from torch.utils.data import Dataset
 
-from fume.config import LabelConfig
+from fume.config import FrameWindowConfig, LabelConfig
 from fume.contract import GASES
-from fume.data.frames import frame_to_input, load_labelled_frame, resize_frame, resize_mask
+from fume.data.frames import frame_to_input, load_frame, load_labelled_frame, resize_frame, resize_mask, stored_bit_depth
 from fume.data.layout import PAIRED_COLUMNS, PAIRED_RECORDING_COLUMNS, check_table_path, clean_path, missing_columns, read_csv, resolve_table_path
 from fume.data.transforms import build_augmentation, seed_augmentation
+from fume.data.window import needs_recording_range, recording_key, recording_ranges, window_frame
 from fume.errors import ConfigError, DataError
 
 
@@ -65,6 +67,7 @@ class PairedDataset(Dataset):
         label_config: LabelConfig = LabelConfig(),
         max_image_pixels: int | None = None,
         allow_outside_root: bool | None = None,
+        frame_window: FrameWindowConfig = FrameWindowConfig(),
     ) -> None:
         if not 0.0 <= modality_dropout <= 1.0:
             raise ConfigError(f"modality_dropout must be in [0, 1], got {modality_dropout}")
@@ -91,6 +94,32 @@ class PairedDataset(Dataset):
         empty = self.table[(self.table["co2_frame"] == "") & (self.table["ch4_frame"] == "")]
         if len(empty):
             raise DataError(f"sample {empty['sample_id'].iloc[0]!r} has neither a CO2 nor a CH4 frame")
+        self.frame_window = frame_window
+        self.recordings: dict[str, list[tuple[int, str]]] = {}  # recording key -> its frames (row, gas)
+        for i, row in self.table.iterrows():
+            for gas in GASES:
+                if row[f"{gas}_frame"]:
+                    self.recordings.setdefault(self._recording_key(row, gas), []).append((i, gas))
+        self._ranges: dict[str, tuple[float, float] | None] = {}
+        if frame_window.mode == "percentile":  # every frame needs its recording's range: all read now, once
+            for key in self.recordings:
+                self._window_range(key)
+
+    def _path(self, row: pd.Series, gas: str, kind: str) -> Path:
+        where = f"sample {row['sample_id']!r}: {kind}"
+        return resolve_table_path(row[f"{gas}_{kind}"], self.csv_dir, self.root, self.allow_outside_root, where)
+
+    def _recording_key(self, row: pd.Series, gas: str) -> str:
+        """A frame's recording (fume.data.window): its gas and recording id, else the frame itself."""
+        return recording_key(gas, row[f"{gas}_recording"] or row[f"{gas}_frame"])
+
+    def _window_range(self, key: str) -> tuple[float, float] | None:
+        """The recording's intensity range where its window needs one (read on first use, then kept)."""
+        if key not in self._ranges:
+            paths = sorted({self._path(self.table.iloc[i], gas, "frame") for i, gas in self.recordings[key]})
+            read = partial(load_frame, max_pixels=self.max_image_pixels)
+            self._ranges[key] = recording_ranges({key: paths}, self.frame_window, read, lambda p: stored_bit_depth(p) == "8-bit").get(key)
+        return self._ranges[key]
 
     def __len__(self) -> int:
         return len(self.table)
@@ -115,11 +144,11 @@ class PairedDataset(Dataset):
         return np.random.default_rng([self.seed, self.epoch, index])
 
     def _load_gas(self, row: pd.Series, gas: str, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-        frame_path, mask_path = (
-            resolve_table_path(row[f"{gas}_{kind}"], self.csv_dir, self.root, self.allow_outside_root, f"sample {row['sample_id']!r}: {kind}")
-            for kind in ("frame", "mask")
-        )
+        frame_path, mask_path = self._path(row, gas, "frame"), self._path(row, gas, "mask")
         frame, mask = load_labelled_frame(frame_path, mask_path, self.max_image_pixels)
+        key = self._recording_key(row, gas)
+        frame_range = self._window_range(key) if needs_recording_range(self.frame_window, frame.dtype == np.uint8) else None
+        frame = window_frame(frame, self.frame_window, frame_range, f"frame {frame_path}")
         if self.image_size is not None:
             frame, mask = resize_frame(frame, self.image_size), resize_mask(mask, self.image_size)
         if self.augment is not None:

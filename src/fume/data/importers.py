@@ -2,8 +2,8 @@
 turned into FUME's layout (`fume import-layout`), and a FUME dataset written as a CVAT export
 (`fume export-for-labelling`) so that frames can be labelled in CVAT and imported again.
 
-Imported frames become 8-bit gray PNGs (RGB -> gray as fume.data.frames.load_frame does), masks
-0/1/2 PNGs, written to ROOT/images/<gas>/<recording>/<name>.png and
+Imported frames become gray PNGs of their own bit depth (RGB -> gray as fume.data.frames.load_frame
+does; float frames become TIFFs), masks 0/1/2 PNGs, written to ROOT/images/<gas>/<recording>/<name>.png and
 ROOT/masks/<gas>/<recording>/<name>.png, with one row per frame appended to ROOT/annotations.csv.
 Importing a recording (original_sample_id, gas) again replaces its rows and files.
 
@@ -25,7 +25,7 @@ import pandas as pd
 
 from fume.config import LabelConfig
 from fume.contract import BACKGROUND, GAS, GASES, MASK_CLASS_NAMES, TUBE
-from fume.data.frames import IMAGE_SUFFIXES, load_frame, load_mask, open_image
+from fume.data.frames import IMAGE_SUFFIXES, frame_suffix, load_frame, load_mask, open_image, write_frame
 from fume.data.layout import ANNOTATION_COLUMNS, ANNOTATIONS_FILE, TEXT_COLUMNS, check_recording_id, read_csv, recording_rows
 from fume.errors import DataError
 from fume.io import staged_dir, write_csv, write_png, write_text
@@ -289,9 +289,9 @@ def import_layout(
     with staged_dir(root) as staging:
         for item in items:
             frame, mask = convert(item)
-            frame_rel = f"images/{gas}/{rid}/{item.name}.png"
+            frame_rel = f"images/{gas}/{rid}/{item.name}{frame_suffix(frame)}"
             mask_rel = f"masks/{gas}/{rid}/{item.name}.png"
-            write_png(staging / frame_rel, frame)
+            write_frame(staging / frame_rel, frame)
             write_png(staging / mask_rel, mask)
             new_paths.update((frame_rel, mask_rel))
             rows.append({
@@ -353,7 +353,7 @@ def export_for_labelling(
             raise DataError(f"frame {frame_file} is {frame.shape[1]}x{frame.shape[0]} but its mask {mask_file} is {mask.shape[1]}x{mask.shape[0]}")
         if int(mask.max(initial=0)) > GAS:
             raise DataError(f"mask {mask_file} holds values above {GAS}; expected only 0/1/2")
-        write_png(out / "JPEGImages" / f"{name}.png", frame)
+        write_frame(out / "JPEGImages" / f"{name}.png", frame)  # as stored: 16-bit stays 16-bit
         write_png(out / "SegmentationClass" / f"{name}.png", palette[mask][..., ::-1].copy())  # write_png takes BGR
         if progress:
             progress(1)

@@ -3,7 +3,7 @@
 layout (`fume import-recording`).
 
 An imported recording's frames go to ROOT/recordings/<recording-id>/<gas>/frame_NNNNNN.png (NNNNNN:
-the frame's index in the source) and its rows into ROOT/annotations.csv: the class from the pH via
+the frame's index in the source; bit depth kept: 16-bit PNG for 16-bit frames, TIFF for float ones) and its rows into ROOT/annotations.csv: the class from the pH via
 the label configuration, original_sample_id = the recording id, augmentation_id 0, timestamp = the
 frame's time in seconds, animal_id when given, and an empty mask_path: the frames are unlabelled
 (predicted by `fume predict`, left out of training with a count by `fume pair`, counted by
@@ -22,9 +22,10 @@ from typing import Any
 
 import numpy as np
 
-from fume.config import LabelConfig
+from fume.config import FrameWindowConfig, LabelConfig
 from fume.contract import GASES
-from fume.data.frames import IMAGE_SUFFIXES, load_frame
+from fume.data.frames import IMAGE_SUFFIXES, load_frame, write_frame
+from fume.data.window import Range, is_8bit, needs_recording_range, recording_range, sample_evenly
 from fume.errors import ConfigError, DataError
 
 DEFAULT_FPS = 30.0  # for folders of frames, which carry no timing
@@ -36,7 +37,8 @@ def _natural_key(path: Path) -> list[Any]:
 
 
 class FrameSource:
-    """Gray uint8 frames with their time in seconds, from a video file or a folder of images."""
+    """Gray frames with their time in seconds, from a video file (8-bit) or a folder of images (any
+    bit depth fume.data.frames.load_frame reads)."""
 
     def __init__(self, path: str | os.PathLike, fps: float | None = None) -> None:
         self.path = Path(path)
@@ -93,6 +95,25 @@ class FrameSource:
                 raise DataError(f"video {self.path} holds no decodable frame")
 
 
+    def frame_count(self) -> int:
+        """How many frames the source holds (a video's stream header, else its packets counted, not decoded)."""
+        if self.files is not None:
+            return len(self.files)
+        with self._open() as container:
+            stream = container.streams.video[0]
+            return int(stream.frames) or sum(1 for packet in container.demux(stream) if packet.size)
+
+    def window_range(self, window: FrameWindowConfig) -> Range | None:
+        """The recording's intensity range where the window needs one (fume.data.window): frames
+        spread evenly over the whole source, as for a recording in a dataset."""
+        _, first = next(iter(self))
+        if not needs_recording_range(window, is_8bit(first)):
+            return None
+        wanted = set(sample_evenly(range(self.frame_count())))
+        frames = (frame for i, (_, frame) in enumerate(self) if i in wanted)
+        return recording_range(frames, window, f"recording {self.path}")
+
+
 @dataclass
 class ImportResult:
     recording_id: str
@@ -123,7 +144,7 @@ def import_recording(
     import pandas as pd
 
     from fume.data.layout import ANNOTATION_COLUMNS, ANNOTATIONS_FILE, WHO_WHEN_COLUMNS, check_recording_id, read_csv, recording_rows
-    from fume.io import staged_dir, write_csv, write_png
+    from fume.io import staged_dir, write_csv
 
     labels = label_config or LabelConfig()
     gas = str(gas).strip().lower()
@@ -161,8 +182,7 @@ def import_recording(
             selected += 1
             if (selected - 1) % every:
                 continue
-            name = f"frame_{index:06d}.png"
-            write_png(staging / rel_folder / name, np.ascontiguousarray(frame, dtype=np.uint8))
+            name = write_frame(staging / rel_folder / f"frame_{index:06d}", frame).name  # bit depth kept
             row = {
                 "frame_path": f"{rel_folder}/{name}",
                 "mask_path": "",

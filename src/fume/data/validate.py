@@ -13,7 +13,7 @@ import pandas as pd
 
 from fume.config import LabelConfig
 from fume.contract import GASES, MASK_VALUES
-from fume.data.frames import MAX_IMAGE_PIXELS, ImageTooLargeError, load_frame, load_mask
+from fume.data.frames import MAX_IMAGE_PIXELS, ImageTooLargeError, frame_bit_depth, load_frame, load_mask
 from fume.data.layout import (
     ANNOTATION_COLUMNS,
     ANNOTATIONS_FILE,
@@ -27,6 +27,7 @@ from fume.data.layout import (
     resolve_table_path,
     split_table_name,
 )
+from fume.data.window import recording_key
 from fume.errors import DataError
 
 # Defect kinds, in the order they are reported.
@@ -46,6 +47,7 @@ DEFECTS: dict[str, str] = {
     "image_too_large": "image over the pixel limit (data.max_image_pixels), not decoded",
     "mask_values": "mask with values outside {0, 1, 2}",
     "size_mismatch": "frame and mask of different sizes",
+    "mixed_bit_depth": "recording whose frames mix bit depths (8-bit, 16-bit, float): one intensity window cannot fit them all",
 }
 EXAMPLES = 5
 
@@ -58,6 +60,7 @@ class ValidationReport:
     counts: dict[str, dict[str, int]] = field(default_factory=dict)  # "class"/"gas"/"ph" -> counts
     defects: dict[str, list[str]] = field(default_factory=dict)
     unlabelled: int = 0  # frames without a mask (e.g. `fume import-recording`): not a defect, skipped by training
+    bit_depths: dict[str, int] = field(default_factory=dict)  # frames checked by bit depth ("8-bit", "16-bit", "float")
 
     @property
     def ok(self) -> bool:
@@ -72,6 +75,8 @@ class ValidationReport:
         lines.append(f"  image files checked: {self.files_checked}")
         for what, counts in self.counts.items():
             lines.append(f"  by {what}: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+        if self.bit_depths:
+            lines.append("  frames by bit depth: " + ", ".join(f"{k} {v}" for k, v in sorted(self.bit_depths.items())))
         if self.unlabelled:
             lines.append(f"  {self.unlabelled} unlabelled frames (no mask) skipped")
         if self.ok:
@@ -131,7 +136,8 @@ def _check_annotation_rows(table: pd.DataFrame, name: str, labels: LabelConfig, 
                 f"{labels.class_names[class_id]} (class_id {class_id})",
             )
     raw = {k: table[f"{k}_path"].astype(str).map(clean_path) for k in ("frame", "mask")}
-    return pd.DataFrame({"frame": raw["frame"], "mask": raw["mask"], "where": [where(i) for i in range(len(table))]})
+    recordings = [recording_key(str(g).strip().lower(), str(r)) for g, r in zip(table["gas_type"], table["original_sample_id"])]
+    return pd.DataFrame({"frame": raw["frame"], "mask": raw["mask"], "where": [where(i) for i in range(len(table))], "recording": recordings})
 
 
 def _check_files(
@@ -160,8 +166,14 @@ def _check_files(
             return None
 
     unique = pairs.drop_duplicates(["frame", "mask"])
+    depths: dict[str, dict[str, str]] = {}  # recording -> {bit depth: first frame of that depth}
     for done, row in enumerate(unique.itertuples(index=False), start=1):
         frame = load(row.frame, "frame", row.where)
+        if frame is not None:
+            depth = frame_bit_depth(frame)
+            report.bit_depths[depth] = report.bit_depths.get(depth, 0) + 1
+            if row.recording:
+                depths.setdefault(row.recording, {}).setdefault(depth, row.frame)
         mask = load(row.mask, "mask", row.where) if row.mask else None  # no mask: an unlabelled frame
         if mask is not None:
             values = set(np.unique(mask).tolist())
@@ -174,6 +186,10 @@ def _check_files(
             )
         if progress is not None:
             progress(done, len(unique))
+    for recording, found in depths.items():
+        if len(found) > 1:
+            examples = ", ".join(f"{depth} ({frame})" for depth, frame in sorted(found.items()))
+            report.add("mixed_bit_depth", f"recording {recording} mixes {examples}")
 
 
 def validate_dataset(
@@ -236,19 +252,20 @@ def validate_dataset(
 
 def _paired_rows(table: pd.DataFrame, name: str, labels: LabelConfig, report: ValidationReport) -> pd.DataFrame:
     rows = []
-    for i, row in enumerate(table.itertuples(index=False)):
+    for i, row in enumerate(table.to_dict("records")):
         where = f"{name} row {i + 2}"
         for gas in GASES:
-            frame = clean_path(getattr(row, f"{gas}_frame") or "")
-            mask = clean_path(getattr(row, f"{gas}_mask") or "")
+            frame = clean_path(row[f"{gas}_frame"] or "")
+            mask = clean_path(row[f"{gas}_mask"] or "")
+            recording = str(row.get(f"{gas}_recording") or "")
             if frame or mask:
-                rows.append({"frame": frame, "mask": mask, "where": where})
+                rows.append({"frame": frame, "mask": mask, "where": where, "recording": recording_key(gas, recording) if recording else ""})
         try:
-            if labels.class_of_ph(float(row.ph_value)) != int(row.class_id):
-                report.add("class_ph_mismatch", f"{where}: pH {row.ph_value} does not map to class_id {row.class_id}")
+            if labels.class_of_ph(float(row["ph_value"])) != int(row["class_id"]):
+                report.add("class_ph_mismatch", f"{where}: pH {row['ph_value']} does not map to class_id {row['class_id']}")
         except (DataError, ValueError, TypeError):
-            report.add("class_ph_mismatch", f"{where}: pH {row.ph_value!r} / class_id {row.class_id!r} not in the mapping")
-    return pd.DataFrame(rows, columns=["frame", "mask", "where"])
+            report.add("class_ph_mismatch", f"{where}: pH {row['ph_value']!r} / class_id {row['class_id']!r} not in the mapping")
+    return pd.DataFrame(rows, columns=["frame", "mask", "where", "recording"])
 
 
 def _count(table: pd.DataFrame, report: ValidationReport) -> None:

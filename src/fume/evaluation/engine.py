@@ -136,7 +136,8 @@ def evaluate_predictors(
     scorers = {name: Scorer(names, boundary) for name in predictors}
     records: dict[str, list[dict[str, Any]]] = {name: [] for name in predictors}
     agree = {name: np.zeros(4, np.int64) for name in predictors}  # same class, pairs, same pixels, pixels
-    for batch in load_batches(pairs_from_table(table, root), batch_size, with_masks=True):
+    window = predictors[first].frame_window  # export's fp32 / int8 check: one model, one window
+    for batch in load_batches(pairs_from_table(table, root), batch_size, with_masks=True, window=window):
         reference: list[PairPrediction] | None = None
         for name, predictor in predictors.items():
             predictions = predict_loaded(predictor, batch)

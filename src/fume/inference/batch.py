@@ -92,8 +92,9 @@ def pairs_from_folder(folder: str | os.PathLike) -> list[PairInput]:
         if gas in slot:
             raise DataError(f"two {gas.upper()} frames for pair {key[1]!r} in {folder}: {slot[gas]} and {path}")
         slot[gas] = path
+    # The frames of one gas in one folder are one recording (for the intensity window, fume.data.window).
     pairs = [
-        PairInput("/".join(p for p in key if p), slot.get("co2"), slot.get("ch4"))
+        PairInput("/".join(p for p in key if p), slot.get("co2"), slot.get("ch4"), recordings={g: str(p.parent) for g, p in slot.items()})
         for key, slot in sorted(groups.items())
     ]
     return unique_ids(pairs)
@@ -150,7 +151,7 @@ def write_pair_outputs(pred: PairPrediction, staging: Path, overlays: bool, save
             if "plume_area_percent" in summary:
                 lines.append(f"plume {summary['plume_area_percent']:.1f}%  tube {'yes' if summary['tube_found'] else 'no'}")
             written[f"{gas}_overlay"] = f"overlays/{pred.sample_id}_{gas}.png"
-            write_png(staging / written[f"{gas}_overlay"], overlay(result.frame, result.mask, lines))
+            write_png(staging / written[f"{gas}_overlay"], overlay(result.display, result.mask, lines))
         if save_masks and result.mask is not None:
             written[f"{gas}_mask"] = f"masks/{pred.sample_id}_{gas}.png"
             write_png(staging / written[f"{gas}_mask"], result.mask)
@@ -246,7 +247,7 @@ def predict_pairs(
     check_output_folder(out, PREDICT_OUTPUTS, overwrite)
     rows = []
     with staged_dir(out) as staging:
-        for batch in load_batches(pairs, batch_size):
+        for batch in load_batches(pairs, batch_size, window=predictor.frame_window):
             for loaded, pred in zip(batch, predict_loaded(predictor, batch)):
                 rows.append(csv_row(loaded.pair, pred, write_pair_outputs(pred, staging, overlays, save_masks)))
             if progress is not None:

@@ -407,7 +407,7 @@ def _calibration_pairs(calibration, data_root, size, config) -> list[dict[str, n
     from fume.inference.quantize import DEFAULT_CALIBRATION_PAIRS, item_inputs, paired_dataset, pick_evenly
 
     labels = config.data.labels if config is not None else LabelConfig()
-    dataset = paired_dataset(calibration, data_root, size, labels)
+    dataset = paired_dataset(calibration, data_root, size, labels, config.data.frame_window if config is not None else None)
     return [item_inputs(dataset[i]) for i in pick_evenly(len(dataset), DEFAULT_CALIBRATION_PAIRS)]
 
 

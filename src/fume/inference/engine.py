@@ -1,6 +1,11 @@
 """Many pairs through one Predictor: the path `fume predict` (folders and paired CSVs), `fume
 evaluate` and export's accuracy check share. Frames (and, for scoring, their masks) are read in a
 worker thread one batch ahead of the model, so reading and inference overlap.
+
+Where the intensity window needs a recording's range (fume.data.window), the frames of each
+recording are sampled for it before the first batch. A pair names its frames' recordings: a paired
+table's co2_recording / ch4_recording, a folder's frames of one gas in one sub-folder; a frame with
+no recording is its own.
 """
 
 from __future__ import annotations
@@ -14,8 +19,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from fume.config import FrameWindowConfig
 from fume.contract import GASES
-from fume.data.frames import load_frame, load_labelled_frame
+from fume.data.frames import load_frame, load_labelled_frame, stored_bit_depth
+from fume.data.window import Range, recording_key, recording_ranges
 from fume.errors import DataError
 from fume.inference.predictor import PairPrediction, Predictor
 
@@ -31,6 +38,7 @@ class PairInput:
     class_id: int | None = None
     masks: dict[str, Path | None] = field(default_factory=dict)
     row: dict[str, Any] = field(default_factory=dict)
+    recordings: dict[str, str] = field(default_factory=dict)  # gas -> recording id, where known
 
 
 @dataclass
@@ -38,6 +46,7 @@ class LoadedPair:
     pair: PairInput
     frames: dict[str, np.ndarray | None]
     masks: dict[str, np.ndarray | None]  # native ground truth; empty unless asked for
+    ranges: tuple[Range | None, Range | None] = (None, None)  # CO2, CH4 recording ranges (fume.data.window)
 
 
 def pairs_from_table(
@@ -58,7 +67,9 @@ def pairs_from_table(
         if not any(paths.values()):
             raise DataError(f"{source}: sample {row['sample_id']!r} has neither a CO2 nor a CH4 frame")
         masks = {gas: resolve(f"{gas}_mask") for gas in GASES}
-        pairs.append(PairInput(str(row["sample_id"]), paths["co2"], paths["ch4"], int(row["class_id"]), masks, row))
+        recordings = {gas: str(row.get(f"{gas}_recording") or "") for gas in GASES}
+        recordings = {gas: rec for gas, rec in recordings.items() if rec and rec != "nan"}
+        pairs.append(PairInput(str(row["sample_id"]), paths["co2"], paths["ch4"], int(row["class_id"]), masks, row, recordings))
     return pairs
 
 
@@ -78,12 +89,32 @@ def load(pair: PairInput, with_masks: bool) -> LoadedPair:
     return LoadedPair(pair, frames, masks)
 
 
-def load_batches(pairs: Sequence[PairInput], batch_size: int, with_masks: bool = False) -> Iterator[list[LoadedPair]]:
-    """Batches of loaded pairs, each read while the caller works on the previous one."""
+def pair_recording_ranges(pairs: Sequence[PairInput], window: FrameWindowConfig) -> dict[str, Range]:
+    """{recording_key: range} for the recordings of `pairs` whose window needs a range."""
+    recordings: dict[str, set[Path]] = {}
+    for pair in pairs:
+        for gas in GASES:
+            path, recording = getattr(pair, gas), pair.recordings.get(gas)
+            if path is not None and recording:
+                recordings.setdefault(recording_key(gas, recording), set()).add(path)
+    frames = {key: sorted(paths) for key, paths in recordings.items()}
+    return recording_ranges(frames, window, load_frame, lambda path: stored_bit_depth(path) == "8-bit")
+
+
+def load_batches(
+    pairs: Sequence[PairInput], batch_size: int, with_masks: bool = False, window: FrameWindowConfig | None = None
+) -> Iterator[list[LoadedPair]]:
+    """Batches of loaded pairs, each read while the caller works on the previous one. With the
+    predictor's `window`, each pair carries its recordings' ranges where the window needs them."""
     chunks = [pairs[i : i + max(1, batch_size)] for i in range(0, len(pairs), max(1, batch_size))]
+    ranges = pair_recording_ranges(pairs, window) if window is not None else {}
 
     def read(chunk: Sequence[PairInput]) -> list[LoadedPair]:
-        return [load(p, with_masks) for p in chunk]
+        loaded = [load(p, with_masks) for p in chunk]
+        for item in loaded:
+            keys = [recording_key(gas, item.pair.recordings[gas]) if gas in item.pair.recordings else None for gas in GASES]
+            item.ranges = tuple(ranges.get(key) for key in keys)
+        return loaded
 
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="fume-read") as pool:
         pending = pool.submit(read, chunks[0]) if chunks else None
@@ -96,4 +127,4 @@ def load_batches(pairs: Sequence[PairInput], batch_size: int, with_masks: bool =
 def predict_loaded(predictor: Predictor, batch: list[LoadedPair]) -> list[PairPrediction]:
     """One forward pass over a loaded batch; each gas's result names the file it came from."""
     sources = [tuple(str(p) if p is not None else None for p in (b.pair.co2, b.pair.ch4)) for b in batch]
-    return predictor.predict_batch([(b.frames["co2"], b.frames["ch4"], b.pair.sample_id) for b in batch], sources)
+    return predictor.predict_batch([(b.frames["co2"], b.frames["ch4"], b.pair.sample_id) for b in batch], sources, [b.ranges for b in batch])

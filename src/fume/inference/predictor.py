@@ -5,8 +5,8 @@ masks at the frames' own resolution out.
     result = predictor.predict(co2="co2.png", ch4="ch4.png")
     result.class_name, result.probabilities, result.gases["co2"].mask, result.to_dict()
 
-Frames of another size than the model's are resized to it (fume.data.frames.prepare_frame, as in
-training); the segmentation logits are resized back bilinearly and the mask is their argmax. This is
+Frames are windowed to the model's input range (data.frame_window, fume.data.window) and resized
+to the model's size (fume.data.frames, as in training); the segmentation logits are resized back bilinearly and the mask is their argmax. This is
 the one inference path: `fume evaluate`, `fume predict`, video and export's accuracy check all run
 their backend through a Predictor.
 """
@@ -21,9 +21,10 @@ from typing import Any, Union
 
 import numpy as np
 
-from fume.config import FumeConfig, LabelConfig
+from fume.config import FrameWindowConfig, FumeConfig, LabelConfig
 from fume.contract import CLS_OUTPUT, GAS, GASES, SEG_OUTPUTS, TUBE
-from fume.data.frames import load_frame, prepare_frame
+from fume.data.frames import load_frame, windowed_to_input
+from fume.data.window import Range, to_display, window_frame
 from fume.errors import ConfigError, DataError, FumeError
 
 FrameInput = Union[str, os.PathLike, np.ndarray, None]
@@ -36,13 +37,15 @@ BACKENDS = ("torch", "onnxruntime")
 
 @dataclass
 class GasResult:
-    """One gas of a pair. `frame` and `mask` are at the frame's native size; `mask` is None when the
-    gas is absent or the model does not segment."""
+    """One gas of a pair. `frame` (as read: 8-bit, 16-bit or float), `display` (the frame through
+    the model's intensity window, 8-bit, for overlays) and `mask` are at the frame's native size;
+    `mask` is None when the gas is absent or the model does not segment."""
 
     present: bool
     source: str | None = None
     frame: np.ndarray | None = None
     mask: np.ndarray | None = None
+    display: np.ndarray | None = None
 
     def summary(self) -> dict[str, Any]:
         if not self.present or self.frame is None:
@@ -104,11 +107,16 @@ def ph_range(label_config: LabelConfig, class_id: int) -> dict[str, Any]:
     return {"min": min(levels), "max": max(levels), "levels": levels}
 
 
+FRAME_DTYPES = (np.uint8, np.uint16, np.float32)
+
+
 def load_gray(frame: FrameInput, gas: str) -> tuple[np.ndarray, str | None]:
-    """(uint8 (H, W) frame, its source path) from a path or an array."""
+    """((H, W) gray frame as fume.data.frames.load_frame returns it, its source path) from a path or an array."""
     if isinstance(frame, np.ndarray):
-        if frame.ndim != 2 or frame.dtype != np.uint8:
-            raise DataError(f"{gas.upper()} frame array has shape {frame.shape} and dtype {frame.dtype}; expected (H, W) uint8 gray")
+        if frame.ndim != 2 or frame.dtype not in FRAME_DTYPES:
+            raise DataError(
+                f"{gas.upper()} frame array has shape {frame.shape} and dtype {frame.dtype}; expected (H, W) gray uint8, uint16 or float32"
+            )
         return frame, None
     return load_frame(frame), str(frame)
 
@@ -135,9 +143,10 @@ class Predictor:
 
     def __init__(
         self, backend: Any, image_size: tuple[int, int], label_config: LabelConfig | None = None, source: str = "model",
-        temperature: float = 1.0,
+        temperature: float = 1.0, frame_window: FrameWindowConfig | None = None,
     ) -> None:
         self.backend = backend
+        self.frame_window = frame_window or FrameWindowConfig()  # data.frame_window of the training config
         self.image_size = (int(image_size[0]), int(image_size[1]))
         self.label_config = label_config or LabelConfig()
         self.source = source
@@ -175,7 +184,7 @@ class Predictor:
             from fume.inference.onnx import onnx_bytes
 
             runner = OnnxBackend(onnx_bytes(model, config, size), threads=threads, source=f"{source} (exported)")
-        return cls(runner, size, config.data.labels, source=source, temperature=config.testing.temperature)
+        return cls(runner, size, config.data.labels, source=source, temperature=config.testing.temperature, frame_window=config.data.frame_window)
 
     @classmethod
     def from_onnx(cls, path: str | os.PathLike, threads: int | None = None, label_config: LabelConfig | None = None) -> Predictor:
@@ -192,18 +201,29 @@ class Predictor:
         else:
             what = "class names given"
         check_class_count(backend, label_config.num_classes, f"{what} {label_config.class_names}")
-        return cls(backend, backend.image_size, label_config, source=str(path), temperature=stored_temperature(backend))
+        return cls(
+            backend, backend.image_size, label_config, source=str(path), temperature=stored_temperature(backend),
+            frame_window=stored_frame_window(backend),
+        )
 
-    def predict(self, co2: FrameInput = None, ch4: FrameInput = None, sample_id: str | None = None) -> PairPrediction:
-        """One pair; either frame may be None (that gas is then absent from the modality mask)."""
-        return self.predict_batch([(co2, ch4, sample_id)])[0]
+    def predict(
+        self, co2: FrameInput = None, ch4: FrameInput = None, sample_id: str | None = None,
+        ranges: tuple[Range | None, Range | None] = (None, None),
+    ) -> PairPrediction:
+        """One pair; either frame may be None (that gas is then absent from the modality mask).
+        `ranges`: the CO2 and CH4 recordings' intensity ranges, as in predict_batch."""
+        return self.predict_batch([(co2, ch4, sample_id)], ranges=[ranges])[0]
 
     def predict_batch(
-        self, pairs: Sequence[tuple[FrameInput, FrameInput, str | None]], sources: Sequence[tuple[str | None, str | None]] | None = None
+        self, pairs: Sequence[tuple[FrameInput, FrameInput, str | None]], sources: Sequence[tuple[str | None, str | None]] | None = None,
+        ranges: Sequence[tuple[Range | None, Range | None]] | None = None,
     ) -> list[PairPrediction]:
         """Several pairs in one forward pass (the ONNX model has a dynamic batch dimension). `sources`
-        names the files of frames given as arrays (for results and error messages)."""
+        names the files of frames given as arrays (for results and error messages); `ranges` gives
+        each frame's recording range (fume.data.window.recording_range) where the intensity window
+        needs one; without it a frame is its own recording."""
         sources = sources or [(None, None)] * len(pairs)
+        ranges = ranges or [(None, None)] * len(pairs)
         loaded = [self._load_pair(co2, ch4, sample_id, i, src) for i, ((co2, ch4, sample_id), src) in enumerate(zip(pairs, sources))]
         width, height = self.image_size
         inputs = {g: np.zeros((len(loaded), 1, height, width), np.float32) for g in GASES}
@@ -211,7 +231,10 @@ class Predictor:
         for i, (_, gases) in enumerate(loaded):
             for g, gas in enumerate(GASES):
                 if gases[gas].present:
-                    inputs[gas][i, 0] = prepare_frame(gases[gas].frame, self.image_size)
+                    result = gases[gas]
+                    windowed = window_frame(result.frame, self.frame_window, ranges[i][g], f"{gas.upper()} frame {result.source or 'array'}")
+                    result.display = to_display(windowed)
+                    inputs[gas][i, 0] = windowed_to_input(windowed, self.image_size)
                     modality[i, g] = 1.0
         outputs = self.backend(inputs["co2"], inputs["ch4"], modality)
         probs = softmax(outputs[CLS_OUTPUT] / self.temperature) if CLS_OUTPUT in outputs else None
@@ -254,6 +277,16 @@ def stored_temperature(backend: Any) -> float:
     if not isinstance(value, (int, float)) or not value > 0:
         raise FumeError(f"ONNX model {backend.source}: stored testing.temperature {value!r} is not a positive number")
     return float(value)
+
+
+def stored_frame_window(backend: Any) -> FrameWindowConfig:
+    """The intensity window in an ONNX file's stored config (data.frame_window); `auto` when it has none."""
+    data = (backend.stored_config() or {}).get("data")
+    value = data.get("frame_window") if isinstance(data, dict) else None
+    try:
+        return FrameWindowConfig.model_validate(value) if value is not None else FrameWindowConfig()
+    except ValueError as err:
+        raise FumeError(f"ONNX model {backend.source}: stored data.frame_window {value!r} is invalid: {err}") from None
 
 
 def default_sample_id(co2: str | None, ch4: str | None, index: int = 0) -> str:

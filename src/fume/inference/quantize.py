@@ -9,22 +9,26 @@ from typing import Any
 
 import numpy as np
 
+from fume.config import FrameWindowConfig
 from fume.data.dataset import PairedDataset
 from fume.errors import DataError
 
 DEFAULT_CALIBRATION_PAIRS = 64
 
 
-def paired_dataset(table: str | os.PathLike, root: str | os.PathLike | None, size: tuple[int, int], label_config: Any):
+def paired_dataset(
+    table: str | os.PathLike, root: str | os.PathLike | None, size: tuple[int, int], label_config: Any, frame_window: FrameWindowConfig | None = None
+):
     """PairedDataset over a paired CSV; paths resolved against `root` (default: the root `fume
-    pair` recorded, else the CSV's folder) and the CSV's folder (resolve_table_path)."""
+    pair` recorded, else the CSV's folder) and the CSV's folder (resolve_table_path); frames
+    windowed as the model was trained (data.frame_window; None: `auto`)."""
     from fume.data.layout import recorded_root
 
     table = Path(table)
     if not table.is_file():
         raise DataError(f"paired table not found: {table}")
     root = Path(root) if root is not None else (recorded_root(table.parent) or table.parent)
-    return PairedDataset(table, root, image_size=size, label_config=label_config)
+    return PairedDataset(table, root, image_size=size, label_config=label_config, frame_window=frame_window or FrameWindowConfig())
 
 
 def pick_evenly(n_items: int, n_wanted: int) -> list[int]:

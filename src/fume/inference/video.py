@@ -78,7 +78,7 @@ def annotate(pred: PairPrediction, smoothed: np.ndarray | None, time: float, lab
         lines = [gas.upper()]
         if "plume_area_percent" in summary:
             lines.append(f"plume {summary['plume_area_percent']:.1f}%  tube {'yes' if summary['tube_found'] else 'no'}")
-        panels.append(overlay(result.frame, result.mask, lines))
+        panels.append(overlay(result.display, result.mask, lines))
     image = side_by_side(panels)
     status = [f"t = {time:6.2f} s"]
     if smoothed is not None:
@@ -109,6 +109,8 @@ def predict_video(
         raise ConfigError("video mode needs --co2-video and/or --ch4-video")
     sources = {gas: FrameSource(path, fps) for gas, path in (("co2", co2), ("ch4", ch4)) if path is not None}
     rate = next(iter(sources.values())).fps
+    # Each source is one recording: its intensity range (where the window needs one) from frames spread over it.
+    ranges = tuple(sources[gas].window_range(predictor.frame_window) if gas in sources else None for gas in GASES)
     ema = ExponentialMovingAverage(ema_alpha)
     labels = list(predictor.label_config.class_names)
     out = Path(out)
@@ -133,7 +135,7 @@ def predict_video(
                         f"frame {index}: CO2 source {sources['co2'].path} is {w1}x{h1} but CH4 source "
                         f"{sources['ch4'].path} is {w2}x{h2}; both recordings must have the same frame size"
                     )
-                pred = predictor.predict(arrays.get("co2"), arrays.get("ch4"), sample_id=f"frame{index:06d}")
+                pred = predictor.predict(arrays.get("co2"), arrays.get("ch4"), sample_id=f"frame{index:06d}", ranges=ranges)
                 for gas in sources:
                     pred.gases[gas].source = f"{sources[gas].path}#{index}"
                 smoothed = ema.update(pred.probabilities) if pred.probabilities is not None else None

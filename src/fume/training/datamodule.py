@@ -36,6 +36,7 @@ def make_dataset(config: FumeConfig, split: str, train: bool = False):
         label_config=config.data.labels,
         max_image_pixels=config.data.max_image_pixels,
         allow_outside_root=config.data.allow_outside_root,
+        frame_window=config.data.frame_window,
     )
 
 

@@ -93,7 +93,7 @@ def export_checkpoint(
     # Read the data tables before the slow steps, so a wrong path fails at once.
     calib_set = val_table = None
     if quantize:
-        calib_set = paired_dataset(calibration, data_root, size, labels)
+        calib_set = paired_dataset(calibration, data_root, size, labels, config.data.frame_window)
         if len(calib_set) == 0:
             raise DataError(f"calibration table {calibration} has no rows")
         if validation is None:
