@@ -10,7 +10,7 @@ from fume.contract import CLS_OUTPUT, GASES, OUTPUT_NAMES, SEG_OUTPUTS
 from fume.models.base import DualGasModel
 from fume.models.blocks import ClassificationHead, ContextBranch
 from fume.models.fastscnn import HIGH_CHANNELS, FastSCNNEncoder, SegmentationDecoder
-from fume.models.inputs import mask_frames, masked_mean, stacked_frames
+from fume.models.inputs import mask_frames, masked_mean, present_only, stacked_frames, stacked_presence
 from fume.models.registry import Reference, register_model
 
 SEED = "seed"  # the baselines' published figures come from the seed project
@@ -34,17 +34,25 @@ class SegmentationOnly(DualGasModel):
 
     def __init__(self, num_seg_classes: int = 3, dropout: float = 0.1) -> None:
         super().__init__()
+        self.num_seg_classes = num_seg_classes
         self.encoder = FastSCNNEncoder(1, se=True)
         self.context = ContextBranch(HIGH_CHANNELS, HIGH_CHANNELS, upsample_first=False)
         self.decoders = nn.ModuleDict({gas: SegmentationDecoder(num_seg_classes, dropout, attention=True) for gas in GASES})
 
     def compute(self, co2: torch.Tensor, ch4: torch.Tensor, modality_mask: torch.Tensor) -> dict[str, torch.Tensor]:
-        low, high = self.encoder(stacked_frames(co2, ch4, modality_mask))
-        context = self.context(high, low.shape[-2:])
         size = co2.shape[-2:]
+
+        def features(frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            low, high = self.encoder(frames)
+            return low, self.context(high, low.shape[-2:])
+
+        low, context = present_only(self.training, features, stacked_presence(modality_mask), stacked_frames(co2, ch4, modality_mask))
         return {
-            SEG_OUTPUTS[gas]: self.decoders[gas](gas_low, gas_context, size)
-            for gas, gas_low, gas_context in zip(GASES, low.chunk(2), context.chunk(2))
+            SEG_OUTPUTS[gas]: present_only(
+                self.training, lambda lo, ctx, d=self.decoders[gas]: d(lo, ctx, size), modality_mask[:, g], gas_low, gas_context,
+                empty=lambda: co2.new_zeros((co2.shape[0], self.num_seg_classes, *size)),
+            )
+            for g, (gas, gas_low, gas_context) in enumerate(zip(GASES, low.chunk(2), context.chunk(2)))
         }
 
 
@@ -65,7 +73,7 @@ class ClassificationOnly(DualGasModel):
         self.classifier = ClassificationHead(2 * HIGH_CHANNELS, num_classes, 64, dropout)
 
     def compute(self, co2: torch.Tensor, ch4: torch.Tensor, modality_mask: torch.Tensor) -> dict[str, torch.Tensor]:
-        _, high = self.encoder(stacked_frames(co2, ch4, modality_mask))
+        _, high = present_only(self.training, self.encoder, stacked_presence(modality_mask), stacked_frames(co2, ch4, modality_mask))
         pooled = high.mean(dim=(2, 3)).unflatten(0, (2, -1))  # (2, B, C)
         pooled = pooled * modality_mask.t().unsqueeze(-1).to(pooled.dtype)
         return {CLS_OUTPUT: self.classifier(torch.cat([pooled[0], pooled[1]], dim=1))}
@@ -89,7 +97,7 @@ class GasAwareClassifier(DualGasModel):
         self.classifier = ClassificationHead(HIGH_CHANNELS, num_classes, 64, dropout)
 
     def compute(self, co2: torch.Tensor, ch4: torch.Tensor, modality_mask: torch.Tensor) -> dict[str, torch.Tensor]:
-        _, high = self.encoder(stacked_frames(co2, ch4, modality_mask))
+        _, high = present_only(self.training, self.encoder, stacked_presence(modality_mask), stacked_frames(co2, ch4, modality_mask))
         pooled = high.mean(dim=(2, 3)).unflatten(0, (2, -1)) + self.gas_embedding.unsqueeze(1)  # (2, B, C)
         return {CLS_OUTPUT: masked_mean(self.classifier(pooled), modality_mask)}
 
@@ -143,8 +151,11 @@ class MultiTaskSingleStream(DualGasModel):
         self.classifier = ClassificationHead(HIGH_CHANNELS, num_classes, 64, dropout)
 
     def compute(self, co2: torch.Tensor, ch4: torch.Tensor, modality_mask: torch.Tensor) -> dict[str, torch.Tensor]:
-        low, high = self.encoder(stacked_frames(co2, ch4, modality_mask))
-        seg = self.decoder(low, self.context(high, low.shape[-2:]), co2.shape[-2:])
-        cls = self.classifier(high).unflatten(0, (2, -1))  # (2, B, classes)
+        def per_frame(frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            low, high = self.encoder(frames)
+            return self.decoder(low, self.context(high, low.shape[-2:]), co2.shape[-2:]), self.classifier(high)
+
+        seg, cls = present_only(self.training, per_frame, stacked_presence(modality_mask), stacked_frames(co2, ch4, modality_mask))
+        cls = cls.unflatten(0, (2, -1))  # (2, B, classes)
         co2_seg, ch4_seg = seg.chunk(2)
         return {CLS_OUTPUT: masked_mean(cls, modality_mask), SEG_OUTPUTS["co2"]: co2_seg, SEG_OUTPUTS["ch4"]: ch4_seg}

@@ -48,7 +48,27 @@ class ChannelAttention(nn.Module):
         # Runtime runs in its blocked conv layout (no layout conversions around each SE block).
         w = F.adaptive_avg_pool2d(x, 1)
         w = torch.sigmoid(self.fc2(F.relu(self.fc1(w))))
-        return x * w
+        return x * spread_for_export(w, x)
+
+
+def spread_for_export(gate: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """A (B, C, 1, 1) or (B, 1, H, W) gate brought to the shape of `like` (B, C, H, W) while
+    exporting to ONNX, unchanged otherwise (broadcasting gives the same product).
+
+    ONNX Runtime runs convolutions in a blocked channel layout (NCHWc) but multiplies there only
+    tensors of one shape: a broadcasting Mul made it convert the feature map to NCHW and back around
+    every squeeze-excitation and fusion gate (profiled: 53 layout conversions, 2 ms of FUME's 28 ms
+    at 640x480). A nearest resize with constant integer scales (the spatial spread) and a 1x1
+    convolution with weights of one (the channel spread) both run in the blocked layout.
+    """
+    if not torch.onnx.is_in_onnx_export():
+        return gate
+    channels, height, width = (int(d) for d in like.shape[1:])
+    if gate.shape[1] == 1 and channels > 1:
+        gate = F.conv2d(gate, torch.ones(channels, 1, 1, 1, dtype=gate.dtype))
+    if tuple(gate.shape[2:]) != (height, width):
+        gate = F.interpolate(gate, scale_factor=(height / int(gate.shape[2]), width / int(gate.shape[3])), mode="nearest")
+    return gate
 
 
 class DSConv(nn.Sequential):
@@ -130,10 +150,24 @@ class PyramidPooling(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         size = x.shape[-2:]
         pooled = [
-            F.interpolate(branch(adaptive_avg_pool2d_matmul(x, b)), size=size, mode="bilinear", align_corners=False)
+            F.interpolate(self._branch(branch, adaptive_avg_pool2d_matmul(x, b)), size=size, mode="bilinear", align_corners=False)
             for b, branch in zip(self.bins, self.branches)
         ]
         return self.project(torch.cat([x, *pooled], dim=1))
+
+    def _branch(self, branch: nn.Module, pooled: torch.Tensor) -> torch.Tensor:
+        """conv + BN + ReLU on a pooled map. A map holding one value per channel (bin 1 at batch
+        size 1) has no batch statistics (its variance is 0 and BatchNorm refuses it): there the
+        running statistics normalise it, as at inference, and are left unchanged."""
+        if not (self.training and pooled.shape[0] * pooled.shape[2] * pooled.shape[3] == 1):
+            return branch(pooled)
+        conv, norm, *rest = branch
+        if not isinstance(norm, nn.BatchNorm2d):
+            return branch(pooled)
+        out = F.batch_norm(conv(pooled), norm.running_mean, norm.running_var, norm.weight, norm.bias, False, 0.0, norm.eps)
+        for layer in rest:
+            out = layer(out)
+        return out
 
 
 class ContextBranch(nn.Module):
@@ -174,7 +208,7 @@ class FeatureFusion(nn.Module):
     def forward(self, low: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
         detail = self.detail(low)
         if self.gate is not None:
-            detail = detail * self.gate(context)
+            detail = detail * spread_for_export(self.gate(context), detail)
         return F.relu(detail + context)
 
 
@@ -215,16 +249,20 @@ class _AttentionBase(nn.Module):
         self.key = nn.Conv2d(channels, key_channels, 1)
         self.value = nn.Conv2d(channels, channels, 1)
         self.gamma = nn.Parameter(torch.zeros(1))
+        self.scale = 1.0 / math.sqrt(key_channels)
 
     def attend(self, x: torch.Tensor, source: torch.Tensor) -> torch.Tensor:
-        """softmax(Q(x) K(source)^T / sqrt(d)) V(source), back in x's (B, C, H, W) layout."""
-        b, c, h, w = x.shape
-        # (B, 1 head, N, d): the 4-D layout every ONNX exporter maps to attention.
-        q = self.query(x).flatten(2).transpose(1, 2).unsqueeze(1)
-        k = self.key(source).flatten(2).transpose(1, 2).unsqueeze(1)
-        v = self.value(source).flatten(2).transpose(1, 2).unsqueeze(1)  # (B, 1, N, C)
-        out = F.scaled_dot_product_attention(q, k, v)
-        return out.squeeze(1).transpose(1, 2).reshape(b, c, h, w)
+        """softmax(Q(x) K(source)^T / sqrt(d)) V(source), back in x's (B, C, H, W) layout.
+
+        Two batched matrix products on the (B, channels, N) maps rather than
+        scaled_dot_product_attention: the scale is a constant and no (B, heads, N, d) reshapes are
+        needed, so the exported graph has 12 nodes per attention instead of 46 (mostly shape
+        arithmetic that ONNX Runtime ran one by one)."""
+        q = self.query(x).flatten(2)  # (B, d, N)
+        k = self.key(source).flatten(2)
+        v = self.value(source).flatten(2)  # (B, C, N)
+        weights = torch.softmax(torch.matmul(q.transpose(1, 2), k) * self.scale, dim=-1)  # (B, N query, N key)
+        return torch.matmul(v, weights.transpose(1, 2)).reshape(x.shape)
 
 
 class SelfAttention(_AttentionBase):

@@ -10,7 +10,7 @@ from torch import nn
 from fume.contract import SEG_OUTPUTS
 from fume.models.base import DualGasModel
 from fume.models.blocks import ContextBranch, ConvBNReLU, DSConv, FeatureFusion, InvertedResidual, PyramidPooling, SegmentationHead
-from fume.models.inputs import stacked_frames
+from fume.models.inputs import present_only, stacked_frames, stacked_presence
 from fume.models.registry import Reference, register_model
 
 LOW_CHANNELS = 64  # learning-to-downsample output, H/8
@@ -91,6 +91,10 @@ class FastSCNN(DualGasModel):
 
     def compute(self, co2: torch.Tensor, ch4: torch.Tensor, modality_mask: torch.Tensor) -> dict[str, torch.Tensor]:
         batch, size = co2.shape[0], co2.shape[-2:]
-        low, high = self.encoder(stacked_frames(co2, ch4, modality_mask))
-        logits = self.decoder(low, self.context(high, low.shape[-2:]), size)
+
+        def segment(frames: torch.Tensor) -> torch.Tensor:
+            low, high = self.encoder(frames)
+            return self.decoder(low, self.context(high, low.shape[-2:]), size)
+
+        logits = present_only(self.training, segment, stacked_presence(modality_mask), stacked_frames(co2, ch4, modality_mask))
         return {SEG_OUTPUTS["co2"]: logits[:batch], SEG_OUTPUTS["ch4"]: logits[batch:]}

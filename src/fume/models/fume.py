@@ -15,7 +15,7 @@ from fume.errors import ConfigError
 from fume.models.base import DualGasModel
 from fume.models.blocks import ChannelAttention, ClassificationHead, ContextBranch, CrossModalAttention, DSConv, SelfAttention
 from fume.models.fastscnn import HIGH_CHANNELS, FastSCNNEncoder, SegmentationDecoder
-from fume.models.inputs import mask_features, mask_frames
+from fume.models.inputs import mask_features, mask_frames, present_only
 from fume.models.registry import Reference, register_model
 
 # What each fusion (fume.contract.FUSIONS names them) is made of:
@@ -115,6 +115,7 @@ class FUME(DualGasModel):
         _choice("fusion", fusion, FUSIONS)
         _choice("tasks", tasks, TASKS)
         self.gases = modality_gases(modalities)
+        self.num_seg_classes = num_seg_classes
         self.shared_encoder = encoder == "shared" or len(self.gases) == 1
         if self.shared_encoder:
             self.encoder = FastSCNNEncoder(1, se=True)
@@ -139,20 +140,25 @@ class FUME(DualGasModel):
         segments = tuple(SEG_OUTPUTS[gas] for gas in gases) if tasks in ("seg_cls", "seg") else ()
         return classifies + segments
 
-    def encode(self, frames: list[torch.Tensor]) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-        """(low, high) features per gas; a shared encoder runs once on the gases stacked in the batch."""
+    def encode(self, frames: list[torch.Tensor], present: list[torch.Tensor]) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """(low, high) features per gas of the raw frames; a shared encoder runs once on the gases
+        stacked in the batch (one standardisation, one pass). While training, absent frames are
+        left out of the encoder (inputs.present_only) and get zero features."""
         if self.shared_encoder:
-            low, high = self.encoder(torch.cat(frames))
+            both = mask_frames(torch.cat(frames), torch.cat(present))
+            low, high = present_only(self.training, self.encoder, torch.cat(present), both)
             n = len(frames)
             return list(low.chunk(n)), list(high.chunk(n))
-        pairs = [self.encoders[gas](x) for gas, x in zip(self.gases, frames)]
+        pairs = [
+            present_only(self.training, self.encoders[gas], p, mask_frames(x, p))
+            for gas, x, p in zip(self.gases, frames, present)
+        ]
         return [p[0] for p in pairs], [p[1] for p in pairs]
 
     def compute(self, co2: torch.Tensor, ch4: torch.Tensor, modality_mask: torch.Tensor) -> dict[str, torch.Tensor]:
         inputs = {"co2": (co2, modality_mask[:, 0]), "ch4": (ch4, modality_mask[:, 1])}
         present = [inputs[gas][1] for gas in self.gases]
-        frames = [mask_frames(inputs[gas][0], p) for gas, p in zip(self.gases, present)]
-        lows, highs = self.encode(frames)
+        lows, highs = self.encode([inputs[gas][0] for gas in self.gases], present)
         fused = self.fusion(highs, present)
 
         outputs: dict[str, torch.Tensor] = {}
@@ -161,6 +167,10 @@ class FUME(DualGasModel):
         if self.decoders is not None and self.context is not None:
             size = co2.shape[-2:]
             context = self.context(fused, lows[0].shape[-2:])
-            for gas, low in zip(self.gases, lows):
-                outputs[SEG_OUTPUTS[gas]] = self.decoders[gas](low, context, size)
+            for gas, low, p in zip(self.gases, lows, present):
+                decoder = self.decoders[gas]
+                outputs[SEG_OUTPUTS[gas]] = present_only(
+                    self.training, lambda lo, ctx, d=decoder: d(lo, ctx, size), p, low, context,
+                    empty=lambda: co2.new_zeros((co2.shape[0], self.num_seg_classes, *size)),
+                )
         return outputs

@@ -3,6 +3,10 @@ The size rule itself is fume.contract's."""
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
+from typing import Any
+
 import torch
 
 from fume.contract import check_size
@@ -38,9 +42,11 @@ def mask_frames(frames: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
     product: an absent frame full of NaN or inf still gives zeros.
     """
     frames = torch.where(present.view(-1, 1, 1, 1) > 0, frames, torch.zeros_like(frames))
-    mean = frames.mean(dim=(1, 2, 3), keepdim=True)
-    std = frames.std(dim=(1, 2, 3), keepdim=True).clamp(min=FRAME_STD_FLOOR)
-    return (frames - mean) / std
+    centred = frames - frames.mean(dim=(1, 2, 3), keepdim=True)
+    # torch.std as one L2 norm: exported as a single ReduceL2 rather than several full-frame passes.
+    count = int(frames.shape[1]) * int(frames.shape[2]) * int(frames.shape[3])
+    norm = torch.linalg.vector_norm(centred, dim=(1, 2, 3), keepdim=True)
+    return centred / (norm * (1.0 / math.sqrt(max(count - 1, 1)))).clamp(min=FRAME_STD_FLOOR)
 
 
 def mask_features(features: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
@@ -53,6 +59,11 @@ def stacked_frames(co2: torch.Tensor, ch4: torch.Tensor, modality_mask: torch.Te
     return torch.cat([mask_frames(co2, modality_mask[:, 0]), mask_frames(ch4, modality_mask[:, 1])])
 
 
+def stacked_presence(modality_mask: torch.Tensor) -> torch.Tensor:
+    """The (2B,) presence flags of stacked_frames' batch: CO2's then CH4's."""
+    return torch.cat([modality_mask[:, 0], modality_mask[:, 1]])
+
+
 def masked_mean(per_gas: torch.Tensor, modality_mask: torch.Tensor) -> torch.Tensor:
     """Mean over the present gases of per-gas outputs (2, B, C) -> (B, C); zeros when none is present.
 
@@ -60,3 +71,29 @@ def masked_mean(per_gas: torch.Tensor, modality_mask: torch.Tensor) -> torch.Ten
     """
     weights = modality_mask.t().unsqueeze(-1).to(per_gas.dtype)  # (2, B, 1)
     return (per_gas * weights).sum(0) / weights.sum(0).clamp(min=1.0)
+
+
+def present_only(training: bool, fn: Callable[..., Any], present: torch.Tensor, *inputs: torch.Tensor, empty: Callable[[], Any] | None = None) -> Any:
+    """fn(*inputs) over a batch whose samples `present` (B,) flags; fn returns a tensor or a tuple.
+
+    While training, fn runs on the present samples only and the absent ones get zeros, so the
+    batch-norm statistics inside fn (and the running statistics kept for inference) come from real
+    frames: an absent gas's zeroed frame would otherwise pull every batch mean and variance of a
+    shared encoder or a gas's decoder towards its own. The absent samples' outputs are never used
+    (their features are masked before fusion, their segmentation loss is skipped). With nothing
+    present, `empty()` is returned when given (else fn runs on the whole batch). In eval mode, or with every sample present, fn runs
+    on the whole batch (the exported graph has no indexing).
+    """
+    keep = present > 0
+    if not training or bool(keep.all()):
+        return fn(*inputs)
+    if not bool(keep.any()):  # a degenerate batch: no statistics from real frames to protect
+        return empty() if empty is not None else fn(*inputs)
+    index = keep.nonzero(as_tuple=True)[0]
+    out = fn(*(x.index_select(0, index) for x in inputs))
+
+    def scatter(part: torch.Tensor) -> torch.Tensor:
+        full = part.new_zeros((present.shape[0], *part.shape[1:]))
+        return full.index_copy(0, index, part)
+
+    return tuple(scatter(o) for o in out) if isinstance(out, tuple) else scatter(out)
