@@ -228,7 +228,7 @@ def measure_complexity(config: FumeConfig, settings: ComplexitySettings) -> dict
     }
 
 
-def _move_aside(run_dir: Path) -> None:
+def move_aside(run_dir: Path) -> None:
     target = run_dir.with_name(f"{run_dir.name}.failed-{time.strftime('%Y%m%d-%H%M%S')}")
     n = 1
     while target.exists():
@@ -236,6 +236,34 @@ def _move_aside(run_dir: Path) -> None:
         n += 1
     run_dir.rename(target)
     log.warning(f"unfinished run {run_dir} moved to {target.name}; running it again")
+
+
+def run_one(spec: RunSpec, complexity: ComplexitySettings, cache: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
+    """Train + evaluate one run into spec.run_dir, measure its model (once per model with `cache`)
+    and write run_info.json last, with the run's start and end (seconds since the epoch). Every
+    executor runs a run through here (fume.workflows.executors)."""
+    run_dir = Path(spec.run_dir)
+    started = time.time()
+    info = train_and_evaluate(spec, run_dir)
+    cache = {} if cache is None else cache
+    model_key = spec.config.model.model_dump_json()
+    if model_key not in cache:
+        cache[model_key] = measure_complexity(spec.config, complexity)
+    info.update(cache[model_key])
+    info.update({"config_hash": config_hash(spec.config), "grid": spec.grid.name, "variant": spec.variant.name, "seed": spec.seed,
+                 "started": started, "finished": time.time(), "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
+    write_text(run_dir / RUN_INFO_FILE, json.dumps(info, indent=2, default=str) + "\n")
+    return info
+
+
+def finished_runs(out: Path) -> dict[str, Path]:
+    """The finished run folder of each configuration (config_hash) under OUT/runs."""
+    finished: dict[str, Path] = {}
+    for info_path in sorted((out / "runs").glob(f"**/{RUN_INFO_FILE}")):
+        info = _read_json(info_path)
+        if info and info.get("config_hash") and is_finished(info_path.parent):
+            finished.setdefault(info["config_hash"], info_path.parent)
+    return finished
 
 
 def result_row(spec: RunSpec, run_dir: Path, out: Path, status: str, error: str = "") -> dict[str, Any]:
@@ -336,13 +364,18 @@ def run_experiments(
     preset: str | Preset | None = None,
     overrides: list[str] | tuple[str, ...] = (),
     console: Console | None = None,
+    shard: tuple[int, int] | None = None,
 ) -> ExperimentsResult:
     """Validate every run, prepare the data, then train + evaluate each unfinished run. Progress
     messages go to the "fume.workflows.experiments" logger; `console` (default stderr) is where
-    the dataset generator's progress bar draws."""
+    the dataset generator's progress bar draws. With `shard` (k, n) only shard k of n runs."""
     import torch
 
     specs, chosen = plan(grid_paths, Path(out).resolve(), seeds, preset, overrides)
+    if shard is not None:  # --shard k/n: this machine's part of the grid (fume.workflows.executors)
+        from fume.workflows.executors import shard_specs
+
+        specs = shard_specs(specs, shard)
     threads = torch.get_num_threads()
     if chosen.threads is not None:
         torch.set_num_threads(chosen.threads)
@@ -364,11 +397,7 @@ def _run_all(
     out.mkdir(parents=True, exist_ok=True)
     prepare_data(specs, console)
 
-    finished: dict[str, Path] = {}
-    for info_path in sorted((out / "runs").glob(f"**/{RUN_INFO_FILE}")):
-        info = _read_json(info_path)
-        if info and info.get("config_hash") and is_finished(info_path.parent):
-            finished.setdefault(info["config_hash"], info_path.parent)
+    finished = finished_runs(out)
 
     complexity_cache: dict[str, dict[str, Any]] = {}
     rows: list[dict[str, Any]] = []
@@ -393,16 +422,9 @@ def _run_all(
             continue
         log.info(f"{prefix}: training ({spec.config.model.name}, {' '.join(spec.variant.overrides) or 'base config'})")
         if run_dir.exists():
-            _move_aside(run_dir)
+            move_aside(run_dir)
         try:
-            info = train_and_evaluate(spec, run_dir)
-            model_key = spec.config.model.model_dump_json()
-            if model_key not in complexity_cache:
-                complexity_cache[model_key] = measure_complexity(spec.config, chosen.complexity)
-            info.update(complexity_cache[model_key])
-            info.update({"config_hash": digest, "grid": spec.grid.name, "variant": spec.variant.name, "seed": spec.seed,
-                         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
-            write_text(run_dir / RUN_INFO_FILE, json.dumps(info, indent=2, default=str) + "\n")
+            info = run_one(spec, chosen.complexity, complexity_cache)
         except Exception as err:  # one failed run must not cost the others; KeyboardInterrupt still stops
             message = f"{type(err).__name__}: {err}".splitlines()[0][:500]
             log.error(f"{prefix} failed: {message}")

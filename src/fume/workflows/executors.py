@@ -1,0 +1,335 @@
+"""Where the runs of `fume experiments` execute, and how a grid is split by hand.
+
+Executors (`--executor`):
+  local           every run in this process, one after the other (fume.workflows.experiments)
+  submitit-local  every run as its own process through submitit, at most --max-parallel at once
+  slurm           one SLURM job array per call through submitit (--slurm-partition, --slurm-time,
+                  --gpus-per-run, --cpus-per-run, --slurm-array-parallelism, --slurm-option key=value)
+
+With submitit the parent process prepares the data once, moves unfinished run folders aside, submits
+one job per distinct unfinished configuration, waits for them, then rebuilds results.csv from the run
+folders (collect: what `--collect` does without running anything). A job's stdout and stderr are
+linked from its run folder (RUN_DIR/job.out, job.err; the files themselves stay in
+OUT/submitit/<time>/ with submitit's pickles). run_info.json holds each run's start and end time.
+
+Shards (`--shard k/n`, k = 1..n): runs with identical configurations (fume.reporting.grid.config_hash)
+form one unit, trained once; shard k takes units k, k + n, k + 2n, ... in plan order, so n machines
+without a scheduler split a grid by hand and the union of the shards is exactly the grid.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from fume.errors import ConfigError, FumeError
+from fume.locks import folder_lock
+from fume.logs import get_logger
+from fume.reporting.grid import ComplexitySettings, Preset, RunSpec, config_hash
+
+log = get_logger(__name__)
+
+EXECUTORS = ("local", "submitit-local", "slurm")
+SUBMITIT_DIR = "submitit"
+LOCAL_TIMEOUT_MIN = 7 * 24 * 60  # submitit's local default (2 min) would kill every real run
+POLL_S = 1.0  # how often the submitit-local scheduler looks for a finished job
+
+
+# ------------------------------------------------------------------ shards and the plan
+
+
+def parse_shard(text: str | None) -> tuple[int, int] | None:
+    if text is None:
+        return None
+    match = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", text)
+    if not match or not 1 <= int(match.group(1)) <= int(match.group(2)):
+        raise ConfigError(f"--shard {text!r}: expected k/n with 1 <= k <= n, e.g. --shard 1/3 on the first of three machines")
+    return int(match.group(1)), int(match.group(2))
+
+
+def shard_specs(specs: list[RunSpec], shard: tuple[int, int] | None) -> list[RunSpec]:
+    """The runs of shard k of n: every n-th unit of identical configurations, starting at the k-th."""
+    if shard is None:
+        return specs
+    k, n = shard
+    units: dict[str, int] = {}
+    for spec in specs:
+        units.setdefault(config_hash(spec.config), len(units))
+    return [s for s in specs if units[config_hash(s.config)] % n == k - 1]
+
+
+def plan_records(specs: list[RunSpec]) -> list[dict[str, Any]]:
+    """One JSON-ready object per run (`--dry-run --json`); `fold` where the plan has folds."""
+    with_folds = any(getattr(s, "fold", None) is not None for s in specs)
+    records = []
+    for s in specs:
+        c = s.config
+        record = {"run_dir": str(s.run_dir), "grid": s.grid.name, "variant": s.variant.name, "seed": s.seed}
+        if with_folds:
+            record["fold"] = s.fold
+        record.update({"config_hash": config_hash(c), "model": c.model.name, "split": s.variant.split, "epochs": c.training.num_epochs,
+                       "image_size": list(c.data.image_size)})
+        records.append(record)
+    return records
+
+
+# ------------------------------------------------------------------ SLURM parameters
+
+
+@dataclass
+class SlurmSettings:
+    partition: str | None = None
+    time: str | None = None  # SLURM's formats: minutes, HH:MM:SS, D-HH[:MM[:SS]]
+    gpus_per_run: int = 1
+    cpus_per_run: int | None = None
+    array_parallelism: int | None = None
+    options: list[str] = field(default_factory=list)  # key=value, any sbatch option
+
+
+def slurm_minutes(text: str) -> int:
+    """SLURM's --time formats (minutes, MM:SS, HH:MM:SS, D-HH, D-HH:MM, D-HH:MM:SS) as whole minutes
+    (submitit takes minutes)."""
+    match = re.fullmatch(r"(?:(\d+)-)?(\d+(?::\d+){0,2})", text.strip())
+    if not match:
+        raise ConfigError(f"--slurm-time {text!r}: expected minutes, HH:MM:SS or D-HH:MM:SS (SLURM's formats)")
+    parts = [int(p) for p in match.group(2).split(":")]
+    if match.group(1) is not None:
+        days, (hours, minutes, seconds) = int(match.group(1)), (parts + [0, 0])[:3]
+    else:
+        days, (hours, minutes, seconds) = 0, [(0, *parts, 0)[:3], (0, *parts), parts][len(parts) - 1]
+    return max(1, days * 1440 + hours * 60 + minutes + (1 if seconds else 0))
+
+
+def slurm_parameters(settings: SlurmSettings, job_name: str, runs: int) -> dict[str, Any]:
+    """submitit.SlurmExecutor parameters for an array of `runs` jobs, one node and one task each."""
+    extra: dict[str, str] = {}
+    for option in settings.options:
+        key, sep, value = option.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--slurm-option {option!r}: expected key=value, e.g. --slurm-option account=myproject")
+        extra[key.strip().lstrip("-")] = value.strip()
+    params: dict[str, Any] = {"job_name": job_name, "nodes": 1, "ntasks_per_node": 1, "gpus_per_node": settings.gpus_per_run,
+                              "array_parallelism": settings.array_parallelism or runs}
+    if settings.partition:
+        params["partition"] = settings.partition
+    if settings.time:
+        params["time"] = slurm_minutes(settings.time)
+    if settings.cpus_per_run:
+        params["cpus_per_task"] = settings.cpus_per_run
+    if extra:
+        params["additional_parameters"] = extra
+    return params
+
+
+def sbatch_text(params: dict[str, Any], folder: Path, runs: int) -> str:
+    """The sbatch file submitit writes for this array (its own template, so the dry run shows
+    exactly what would be submitted)."""
+    from submitit.slurm.slurm import _make_sbatch_string
+
+    command = " ".join([sys.executable, "-u -m submitit.core._submit", str(folder)])
+    return _make_sbatch_string(command=command, folder=folder, map_count=runs, **params)
+
+
+def submitit_folder(out: Path) -> Path:
+    return out / SUBMITIT_DIR / time.strftime("%Y%m%d-%H%M%S")
+
+
+# ------------------------------------------------------------------ inside a job
+
+
+def run_job(spec: RunSpec, complexity: ComplexitySettings, threads: int | None) -> dict[str, Any]:
+    """One run, in its own process (a submitit job): its stdout / stderr linked from the run folder,
+    then train + evaluate + measure (fume.workflows.experiments.run_one)."""
+    import submitit
+    import torch
+
+    from fume.logs import setup_cli_logging
+    from fume.workflows.experiments import run_one
+
+    setup_cli_logging(False)
+    if threads is not None:
+        torch.set_num_threads(threads)
+    run_dir = Path(spec.run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    paths = submitit.JobEnvironment().paths
+    for name, target in (("job.out", paths.stdout), ("job.err", paths.stderr)):
+        link = run_dir / name
+        link.unlink(missing_ok=True)
+        link.symlink_to(target)
+    log.info(f"{spec.title}: training in job {submitit.JobEnvironment().job_id}")
+    return run_one(spec, complexity)
+
+
+# ------------------------------------------------------------------ the parent process
+
+
+@dataclass
+class SubmititResult:
+    out: Path
+    results_csv: Path
+    results: Any  # pandas DataFrame
+    trained: int
+    skipped: int
+    failed: list[str]
+    seconds: float
+    job_ids: list[str] = field(default_factory=list)
+
+
+def pending_units(specs: list[RunSpec], out: Path) -> tuple[list[RunSpec], int]:
+    """(one spec per distinct unfinished configuration, number of finished runs skipped)."""
+    from fume.workflows.experiments import finished_runs, is_finished
+
+    finished = finished_runs(out)
+    pending: dict[str, RunSpec] = {}
+    skipped = 0
+    for spec in specs:
+        digest = config_hash(spec.config)
+        if is_finished(spec.run_dir) or digest in finished:
+            skipped += 1
+        else:
+            pending.setdefault(digest, spec)
+    return list(pending.values()), skipped
+
+
+def make_executor(kind: str, folder: Path, slurm: SlurmSettings | None, runs: int, job_name: str) -> Any:
+    import submitit
+
+    if kind == "submitit-local":
+        executor = submitit.LocalExecutor(folder=folder)
+        executor.update_parameters(timeout_min=LOCAL_TIMEOUT_MIN)
+        return executor
+    if kind == "slurm":
+        try:
+            executor = submitit.SlurmExecutor(folder=folder)
+        except RuntimeError as err:  # no srun here
+            raise FumeError(f"--executor slurm: {err}; run on a SLURM login node, or look at the plan with --dry-run") from None
+        executor.update_parameters(**slurm_parameters(slurm or SlurmSettings(), job_name, runs))
+        return executor
+    raise ConfigError(f"--executor {kind!r}: choose one of {', '.join(EXECUTORS)}")
+
+
+def _error(job: Any) -> str | None:
+    """None when the job returned; else one line: the run's exception, or why the job died."""
+    try:
+        exception = job.exception()
+    except Exception as err:  # the job died without a result (killed, out of memory, cancelled)
+        exception = err
+    if exception is None:
+        return None
+    lines = [line for line in str(exception).splitlines() if line.strip()]
+    return f"{type(exception).__name__}: {lines[-1] if lines else ''}"[:500]
+
+
+def run_submitit(
+    specs: list[RunSpec], chosen: Preset, out: Path, kind: str, max_parallel: int = 1, slurm: SlurmSettings | None = None,
+    wait: bool = True, console: Any = None,
+) -> SubmititResult:
+    """Prepare the data, submit the unfinished runs as submitit jobs, wait, collect."""
+    from fume.workflows.experiments import move_aside, prepare_data
+
+    if max_parallel < 1:
+        raise ConfigError(f"--max-parallel must be >= 1, got {max_parallel}")
+    start = time.perf_counter()
+    out = Path(out).resolve()
+    with folder_lock(out):
+        out.mkdir(parents=True, exist_ok=True)
+        prepare_data(specs, console)
+        pending, skipped = pending_units(specs, out)
+        for spec in pending:
+            if Path(spec.run_dir).exists():
+                move_aside(Path(spec.run_dir))
+        job_ids: list[str] = []
+        errors: dict[str, str] = {}
+        if pending:
+            folder = submitit_folder(out)
+            executor = make_executor(kind, folder, slurm, len(pending), f"fume-{out.name}")
+            arguments = [(spec, chosen.complexity, chosen.threads) for spec in pending]
+            log.info(f"{len(pending)} runs to train ({skipped} finished before) through {kind}; job files in {folder}")
+            if kind == "slurm":
+                jobs = executor.map_array(run_job, *zip(*arguments))  # one job array
+                job_ids = [job.job_id for job in jobs]
+                log.info(f"submitted SLURM job array {job_ids[0].split('_')[0]} ({len(jobs)} runs)")
+                if not wait:
+                    return collect(specs, out, {}, trained=0, skipped=skipped, start=start, job_ids=job_ids)
+                finished_jobs = list(zip(pending, jobs))
+            else:
+                finished_jobs = _run_locally(executor, arguments, max_parallel)
+                job_ids = [job.job_id for _, job in finished_jobs]
+            for spec, job in finished_jobs:
+                message = _error(job)
+                if message is not None:
+                    errors[config_hash(spec.config)] = message
+                    log.error(f"{spec.title} failed: {message}")
+        return collect(specs, out, errors, trained=len(pending) - len(errors), skipped=skipped, start=start, job_ids=job_ids)
+
+
+def _run_locally(executor: Any, arguments: list[tuple], max_parallel: int) -> list[tuple[RunSpec, Any]]:
+    """Each run as its own process, at most `max_parallel` at once (submitit's local executor
+    starts a job when it is submitted, so the queue is kept here)."""
+    queue = list(arguments)
+    running: list[tuple[RunSpec, Any]] = []
+    done: list[tuple[RunSpec, Any]] = []
+    while queue or running:
+        while queue and len(running) < max_parallel:
+            args = queue.pop(0)
+            running.append((args[0], executor.submit(run_job, *args)))
+            log.info(f"{args[0].title}: started as process {running[-1][1].job_id}")
+        time.sleep(POLL_S)
+        still = []
+        for spec, job in running:
+            (done if job.done() else still).append((spec, job))
+        running = still
+    return done
+
+
+def collect(
+    specs: list[RunSpec], out: Path, errors: dict[str, str] | None = None, trained: int = 0, skipped: int | None = None,
+    start: float | None = None, job_ids: list[str] | None = None,
+) -> SubmititResult:
+    """Rebuild OUT/results.csv from the run folders: a finished run (its own folder, or a finished
+    one of the same configuration) is "ok"; otherwise "failed" with the job's error when this call
+    ran it, or "unfinished" (still running, never run, or killed before it could say why)."""
+    import pandas as pd
+
+    from fume.workflows.experiments import finished_runs, is_finished, result_row, write_results
+
+    out = Path(out).resolve()
+    errors = errors or {}
+    finished = finished_runs(out)
+    rows, failed = [], []
+    ok = 0
+    for spec in specs:
+        digest = config_hash(spec.config)
+        run_dir = Path(spec.run_dir)
+        if is_finished(run_dir) or digest in finished:
+            rows.append(result_row(spec, run_dir if is_finished(run_dir) else finished[digest], out, "ok"))
+            ok += 1
+        else:
+            status = "failed" if digest in errors else "unfinished"
+            rows.append(result_row(spec, run_dir, out, status, errors.get(digest, "no run_info.json: not run yet, running, or killed")))
+            failed.append(spec.title)
+    results_csv = write_results(rows, out) if rows else out / "results.csv"
+    results = pd.read_csv(results_csv) if results_csv.is_file() else pd.DataFrame()
+    seconds = time.perf_counter() - start if start is not None else 0.0
+    return SubmititResult(out, results_csv, results, trained, ok if skipped is None else skipped, failed, seconds, job_ids or [])
+
+
+def dry_run_lines(specs: list[RunSpec], out: Path, kind: str, slurm: SlurmSettings | None) -> list[str]:
+    """What `--dry-run` prints besides the table: the sbatch file of the array for slurm."""
+    if kind != "slurm":
+        return []
+    out = Path(out).resolve()
+    pending, skipped = pending_units(specs, out)
+    runs = len(pending) or len(specs)
+    folder = out / SUBMITIT_DIR / "<time>"
+    params = slurm_parameters(slurm or SlurmSettings(), f"fume-{out.name}", runs)
+    return [f"SLURM: one job array of {runs} runs ({skipped} finished before are skipped); sbatch file:", sbatch_text(params, folder, runs)]
+
+
+def json_plan(specs: list[RunSpec]) -> str:
+    return json.dumps(plan_records(specs), indent=2)
