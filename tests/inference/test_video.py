@@ -149,3 +149,35 @@ def test_frame_size_mismatch_between_recordings(sequence: Path, predictor: Predi
     generate_sequence(other, n_frames=2, size=(64, 48), videos=False)
     with pytest.raises(DataError, match=r"frame 0: CO2 source .* is 100x76 but CH4 source .* is 64x48"):
         predict_video(predictor, tmp_path / "out", co2=sequence / "co2", ch4=other / "ch4")
+
+
+def test_an_encoding_failure_in_the_writer_thread_stops_the_run_and_leaves_nothing(
+    sequence: Path, predictor: Predictor, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from fume.io import VideoWriter
+
+    written = []
+
+    def failing_write(self, image):
+        if len(written) == 2:
+            raise OSError("disk full while encoding")
+        written.append(image.shape)
+
+    monkeypatch.setattr(VideoWriter, "write", failing_write)
+    out = tmp_path / "out"
+    with pytest.raises(OSError, match="disk full while encoding"):
+        predict_video(predictor, out, co2=sequence / "co2", ch4=sequence / "ch4")
+    assert len(written) == 2
+    assert not out.exists() or [p for p in out.rglob("*") if p.is_file()] == []
+
+
+def test_headless_mode_skips_drawing_and_reports_each_stage(sequence: Path, predictor: Predictor, tmp_path: Path) -> None:
+    result = predict_video(predictor, tmp_path / "out", co2=sequence / "co2", ch4=sequence / "ch4", write_video=False)
+    times = result.times
+    assert result.video_path is None and times.annotate == 0.0 and times.encode == 0.0
+    assert times.decode > 0.0 and times.predict > 0.0 and times.wall > 0.0
+    assert "pairs/s" in times.describe(result.frames) and "decode" in times.describe(result.frames)
+    drawn = predict_video(predictor, tmp_path / "drawn", co2=sequence / "co2", ch4=sequence / "ch4")
+    assert drawn.times.annotate > 0.0 and drawn.times.encode > 0.0
+    # The same predictions with and without the video.
+    pd.testing.assert_frame_equal(pd.read_csv(result.csv_path), pd.read_csv(drawn.csv_path))

@@ -56,7 +56,9 @@ def predict_command(
     fps: Optional[float] = typer.Option(None, "--fps", help="Frame rate of frame folders (default 30) or to override a video's"),
     ema_alpha: Optional[float] = typer.Option(None, "--ema-alpha", help="Weight of the newest frame in the smoothed probabilities (default 0.1)"),
     max_frames: Optional[int] = typer.Option(None, "--max-frames", help="Video mode: stop after this many frames"),
-    no_video: bool = typer.Option(False, "--no-video", help="Video mode: write the CSV only, no annotated video"),
+    no_video: bool = typer.Option(
+        False, "--no-video-output", "--no-video", help="Video mode: headless, write the CSV only (no overlays drawn, no annotated video)"
+    ),
     out: Path = typer.Option(Path("predictions"), "--out", "-o", help="Output folder"),
     backend: Optional[str] = typer.Option(None, "--backend", help="torch (default) | onnxruntime, with --checkpoint"),
     threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads (default: all cores)"),
@@ -96,6 +98,7 @@ def predict_command(
             )
         unused = {g: n for g, n in result.unused_frames.items() if n}
         out_console.print(f"{result.frames} frames at {result.fps:g} fps -> {result.csv_path}" + (f", {result.video_path}" if result.video_path else ""))
+        out_console.print(f"speed: {result.times.describe(result.frames)}")
         if unused:
             out_console.print(f"[yellow]the other recording ended first; unused frames: {unused}[/]")
         return

@@ -51,9 +51,28 @@ def export_onnx(model: nn.Module, path: str | Path, size: tuple[int, int] = (640
                 model, example, str(tmp), dynamo=False, opset_version=opset, input_names=list(INPUT_NAMES),
                 output_names=output_names, dynamic_axes={name: {0: "batch"} for name in [*INPUT_NAMES, *output_names]},
             )
+        add_symbolic_shapes(tmp)
 
     write_with(path, export)
     return output_names
+
+
+def add_symbolic_shapes(path: Path) -> None:
+    """Store every intermediate tensor's shape in the file, the batch as the symbol 'batch'
+    (ONNX Runtime's symbolic shape inference). Its blocked-layout optimiser multiplies or adds two
+    feature maps in place only when it can prove their shapes equal; with the batch dynamic it
+    could not, and converted both to NCHW and back around each of them. A graph the inference
+    cannot handle is left as exported (it runs the same, only slower)."""
+    import onnx
+    from onnxruntime.tools.symbolic_shape_infer import SymbolicShapeInference
+
+    model = onnx.load(str(path))
+    try:
+        inferred = SymbolicShapeInference.infer_shapes(model, auto_merge=True)
+    except Exception:  # noqa: BLE001 (a third-party inference that gives up on some graphs)
+        return
+    if inferred is not None:
+        onnx.save(inferred, str(path))
 
 
 def add_metadata(onnx_path: Path, config: Any, size: tuple[int, int]) -> None:
