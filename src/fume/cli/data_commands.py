@@ -170,7 +170,9 @@ def pair(
 
 @app.command("import-recording")
 def import_recording_command(
-    source: Path = typer.Argument(..., metavar="FILE", help="A video file (MP4, AVI, ...; read with PyAV) or a folder of frames."),
+    source: Path = typer.Argument(
+        ..., metavar="FILE", help="A video file (MP4, AVI, ...; read with PyAV), a FLIR .seq/.fff sequence (fume[flir]) or a folder of frames."
+    ),
     gas: str = typer.Option(..., "--gas", help="co2 | ch4"),
     ph: float = typer.Option(..., "--ph", help="The recording's pH level (one of the label configuration's levels)."),
     root: Path = typer.Option(..., "--out", help="Dataset root: frames go to ROOT/recordings/ID/GAS/, rows to ROOT/annotations.csv."),
@@ -181,6 +183,9 @@ def import_recording_command(
     animal_id: str = typer.Option(None, "--animal-id", help="animal_id of the rows."),
     fps: float = typer.Option(None, "--fps", help="Frame rate of a folder of frames (default 30) or to override a video's."),
     config: Path = typer.Option(None, "--config", "-c", help="Config file or shipped name whose data.labels map pH to class (default: FUME's)."),
+    radiometric: bool = typer.Option(
+        False, "--radiometric", help="Temperatures (deg C, float TIFF) from a FLIR sequence or a folder of radiometric FLIR JPEGs, not raw counts / pictures."
+    ),
 ) -> None:
     """Import a recording's frames as unlabelled rows (no mask) of a dataset; importing it again replaces them."""
     from fume.data.recordings import import_recording
@@ -191,7 +196,7 @@ def import_recording_command(
 
         labels = load_config(config).data.labels
     result = import_recording(source, root, gas, ph, every=every, start=start, end=end, recording_id=recording_id,
-                              animal_id=animal_id, label_config=labels, fps=fps)
+                              animal_id=animal_id, label_config=labels, fps=fps, radiometric=radiometric)
     replaced = f", replacing {result.replaced_rows} earlier rows" if result.replaced_rows else ""
     out.print(f"imported {result.frames} {result.gas.upper()} frames of recording {result.recording_id} into {result.folder}"
               f" and {result.annotations}{replaced} (unlabelled: no masks)")

@@ -1,5 +1,5 @@
-"""Recordings: reading a video file (PyAV) or a folder of frames as gray frames with their times
-(FrameSource, also used by video-mode inference), and importing a recording into FUME's dataset
+"""Recordings: reading a video file (PyAV), a FLIR SEQ/FFF sequence (fume.data.flir) or a folder of
+frames as gray frames with their times (FrameSource, also used by video-mode inference), and importing a recording into FUME's dataset
 layout (`fume import-recording`).
 
 An imported recording's frames go to ROOT/recordings/<recording-id>/<gas>/frame_NNNNNN.png (NNNNNN:
@@ -24,6 +24,7 @@ import numpy as np
 
 from fume.config import FrameWindowConfig, LabelConfig
 from fume.contract import GASES
+from fume.data.flir import FlirSequence, has_flir_data, is_flir_file, read_flir_still
 from fume.data.frames import IMAGE_SUFFIXES, load_frame, write_frame
 from fume.data.window import Range, is_8bit, needs_recording_range, recording_range, sample_evenly
 from fume.errors import ConfigError, DataError
@@ -37,16 +38,24 @@ def _natural_key(path: Path) -> list[Any]:
 
 
 class FrameSource:
-    """Gray frames with their time in seconds, from a video file (8-bit) or a folder of images (any
-    bit depth fume.data.frames.load_frame reads)."""
+    """Gray frames with their time in seconds, from a video file (8-bit), a FLIR SEQ/FFF sequence
+    (16-bit counts; fume.data.flir, the `flir` extra) or a folder of images (any bit depth
+    fume.data.frames.load_frame reads). `radiometric`: temperatures in degrees C (float32) instead,
+    from a FLIR sequence's calibration or from a folder's radiometric FLIR JPEGs (flyr)."""
 
-    def __init__(self, path: str | os.PathLike, fps: float | None = None) -> None:
+    def __init__(self, path: str | os.PathLike, fps: float | None = None, radiometric: bool = False) -> None:
         self.path = Path(path)
+        self.radiometric = radiometric
+        self.flir = None
         if not self.path.exists():
             raise DataError(f"video or frame folder not found: {self.path}")
         if fps is not None and fps <= 0:
             raise ConfigError(f"--fps must be positive, got {fps}")
-        if self.path.is_dir():
+        if self.path.is_file() and is_flir_file(self.path):
+            self.files = None
+            self.flir = FlirSequence(self.path, fps, temperature=radiometric)
+            self.fps = float(self.flir.fps or DEFAULT_FPS)
+        elif self.path.is_dir():
             self.files = sorted(
                 (p for p in self.path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".")), key=_natural_key
             )
@@ -54,8 +63,17 @@ class FrameSource:
                 raise DataError(f"frame folder {self.path} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
             self.fps = float(fps or DEFAULT_FPS)
         else:
+            if radiometric:
+                raise ConfigError(f"{self.path}: temperatures (--radiometric) come from FLIR SEQ/FFF files or folders of radiometric JPEGs, not from a video")
             self.files = None
             self.fps = float(fps) if fps else self._video_fps()
+
+    def _read_file(self, path: Path) -> np.ndarray:
+        if self.radiometric:
+            if not has_flir_data(path):
+                raise DataError(f"frame {path} carries no FLIR radiometric data; --radiometric reads temperatures from FLIR JPEGs")
+            return read_flir_still(path)
+        return load_frame(path)
 
     def _open(self):
         import av
@@ -73,9 +91,12 @@ class FrameSource:
             return float(rate) if rate else DEFAULT_FPS
 
     def __iter__(self) -> Iterator[tuple[float, np.ndarray]]:
+        if self.flir is not None:
+            yield from self.flir
+            return
         if self.files is not None:
             for i, path in enumerate(self.files):
-                yield i / self.fps, load_frame(path)
+                yield i / self.fps, self._read_file(path)
             return
         with self._open() as container:
             if not container.streams.video:
@@ -99,6 +120,8 @@ class FrameSource:
         """How many frames the source holds (a video's stream header, else its packets counted, not decoded)."""
         if self.files is not None:
             return len(self.files)
+        if self.flir is not None:
+            return len(self.flir)
         with self._open() as container:
             stream = container.streams.video[0]
             return int(stream.frames) or sum(1 for packet in container.demux(stream) if packet.size)
@@ -137,6 +160,7 @@ def import_recording(
     label_config: LabelConfig | None = None,
     fps: float | None = None,
     progress: Callable[[int], None] | None = None,
+    radiometric: bool = False,
 ) -> ImportResult:
     """Write every `every`-th frame of `source` with start <= time <= end (seconds) into `root`
     (module docstring) and return what was written. DataError/ConfigError before anything is
@@ -157,7 +181,7 @@ def import_recording(
     if start is not None and end is not None and end < start:
         raise ConfigError(f"--end ({end}) is before --start ({start})")
     class_id = labels.class_of_ph(ph)  # DataError listing the configured levels
-    frames = FrameSource(source, fps)
+    frames = FrameSource(source, fps, radiometric)
     recording_id = check_recording_id(recording_id if recording_id is not None else frames.path.stem)
     if animal_id is not None:
         animal_id = str(animal_id).strip()
