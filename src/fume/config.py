@@ -176,10 +176,14 @@ class SyntheticDataConfig(Section):
     seed: int = 0
     class_mix: tuple[float, ...] | None = None  # share of recordings per class; None = the generator's (seed statistics)
     co2_fraction: float | None = Field(default=None, ge=0, le=1)
+    # The shipped physics (fume/configs/synthetic/<difficulty>.yaml), or a physics file of one's own.
+    difficulty: Literal["realistic", "easy"] = "realistic"
+    physics: Path | None = None
 
     def generator_kwargs(self) -> dict[str, Any]:
-        kwargs = {"n_originals": self.n_originals, "augmentations": self.augmentations, "size": tuple(self.size), "seed": self.seed}
-        kwargs.update({k: v for k, v in (("class_mix", self.class_mix), ("co2_fraction", self.co2_fraction)) if v is not None})
+        kwargs = {"n_originals": self.n_originals, "augmentations": self.augmentations, "size": tuple(self.size), "seed": self.seed,
+                  "difficulty": self.difficulty}
+        kwargs.update({k: v for k, v in (("class_mix", self.class_mix), ("co2_fraction", self.co2_fraction), ("physics", self.physics)) if v is not None})
         return kwargs
 
 
@@ -376,13 +380,14 @@ def _describe_allowed(model_cls: type[BaseModel], loc: tuple[Any, ...]) -> str:
     return ", ".join(cls.model_fields)
 
 
-def _format_validation_error(err: ValidationError, source: str) -> str:
+def format_validation_error(err: ValidationError, source: str, model_cls: type[BaseModel] | None = None) -> str:
+    """One line per problem, naming the dotted key; `model_cls` (default FumeConfig) lists allowed keys."""
     lines = [f"invalid configuration ({source}):"]
     for e in err.errors():
         loc = tuple(p for p in e["loc"])
         key = ".".join(str(p) for p in loc) or "(top level)"
         if e["type"] == "extra_forbidden":
-            allowed = _describe_allowed(FumeConfig, loc[:-1])
+            allowed = _describe_allowed(model_cls or FumeConfig, loc[:-1])
             lines.append(f"  {key}: unknown key; allowed keys here: {allowed}")
         elif e["type"] == "value_error":  # our own validators already name the value
             msg = e["msg"].removeprefix("Value error, ")
@@ -440,7 +445,7 @@ def validate_config(raw: dict[str, Any], source: str = "configuration") -> FumeC
     try:
         return FumeConfig.model_validate(raw)
     except ValidationError as err:
-        raise ConfigError(_format_validation_error(err, source)) from None
+        raise ConfigError(format_validation_error(err, source)) from None
 
 
 def read_yaml(path: str | Path, what: str = "config file") -> dict[str, Any]:

@@ -8,8 +8,10 @@ import pytest
 from fume.config import LabelConfig
 from fume.contract import parse_size
 from fume.data.frames import load_frame, load_mask
-from fume.data.generate import PlumePhysics, Recording, allocate_recordings, generate_dataset, largest_remainder, render_recording
+from fume.data.generate import allocate_recordings, generate_dataset, largest_remainder
 from fume.data.layout import ANNOTATION_COLUMNS, read_annotations
+from fume.data.physics import DIFFICULTIES, load_physics
+from fume.data.render import Recording, render_recording
 from fume.data.validate import validate_dataset
 from fume.errors import ConfigError
 
@@ -23,13 +25,21 @@ def _digest(root: Path) -> str:
     return h.hexdigest()
 
 
-def test_same_seed_same_bytes_other_seed_other_bytes(tmp_path: Path) -> None:
-    args = dict(n_originals=6, augmentations=1, size=(64, 48))
+@pytest.mark.parametrize("difficulty", DIFFICULTIES)
+def test_same_seed_same_bytes_other_seed_other_bytes(tmp_path: Path, difficulty: str) -> None:
+    args = dict(n_originals=6, augmentations=1, size=(64, 48), difficulty=difficulty)
     generate_dataset(tmp_path / "a", seed=5, **args)
     generate_dataset(tmp_path / "b", seed=5, **args)
     generate_dataset(tmp_path / "c", seed=6, **args)
     assert _digest(tmp_path / "a") == _digest(tmp_path / "b")
     assert _digest(tmp_path / "a") != _digest(tmp_path / "c")
+
+
+def test_difficulties_differ(tmp_path: Path) -> None:
+    args = dict(n_originals=6, augmentations=0, size=(64, 48), seed=5)
+    generate_dataset(tmp_path / "realistic", **args)
+    generate_dataset(tmp_path / "easy", difficulty="easy", **args)
+    assert _digest(tmp_path / "realistic") != _digest(tmp_path / "easy")
 
 
 def test_real_layout_and_valid(tiny_generated: Path) -> None:
@@ -76,11 +86,11 @@ def test_largest_remainder() -> None:
 
 def test_plume_area_follows_the_release_rate() -> None:
     """The label physics: CO2 plumes grow when acidotic, CH4 plumes shrink below pH 6.2."""
-    physics = PlumePhysics()
+    physics = load_physics()
 
     def area(gas: str, ph: float) -> float:
         fractions = []
-        for i in range(6):
+        for i in range(12):
             _, mask, _ = render_recording(Recording(i, "x", gas, ph, 0), (96, 72), physics, np.random.default_rng(i))
             fractions.append((mask == 2).mean())
         return float(np.mean(fractions))
@@ -105,5 +115,5 @@ def test_refuses_non_empty_output_and_bad_options(tmp_path: Path) -> None:
         parse_size("31x480", model_input=False)
     with pytest.raises(ConfigError, match=r"size '100x75': width and height must be positive multiples of 32 .*nearest valid sizes \(WxH\): 96x64, 128x64, 96x96, 128x96"):
         parse_size("100x75")  # a model's input must be a multiple of 32
-    with pytest.raises(ConfigError, match="no rate for pH 7.0"):
+    with pytest.raises(ConfigError, match="no co2 release rate for pH 7.0"):
         generate_dataset(tmp_path / "y", label_config=LabelConfig(ph_to_class={7.0: 0, 5.9: 1, 5.0: 2}))

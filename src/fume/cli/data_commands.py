@@ -38,6 +38,10 @@ def generate(
     ),
     co2_fraction: float = typer.Option(0.69, "--co2-fraction", help="Share of CO2 recordings (the rest CH4)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Write into a non-empty folder (the old CSV is backed up)."),
+    difficulty: str = typer.Option(
+        None, "--difficulty", help="realistic (default: the benchmark) | easy (strong, clean plumes: tests and smoke runs only)."
+    ),
+    physics: Path = typer.Option(None, "--physics", help="A physics YAML file (schema of fume/configs/synthetic/realistic.yaml) instead of --difficulty."),
     sequence: bool = typer.Option(False, "--sequence", help="Instead: a short CO2 + CH4 video sequence (drifting, pulsing plume) for video mode."),
     frames: int = typer.Option(60, "--frames", help="--sequence: number of frames."),
     fps: float = typer.Option(10.0, "--fps", help="--sequence: frames per second."),
@@ -48,15 +52,19 @@ def generate(
 
     from fume.contract import parse_size
     from fume.data.generate import generate_dataset
+    from fume.errors import ConfigError
 
     frame_size = parse_size(size, model_input=False)
+    if difficulty is not None and physics is not None:
+        raise ConfigError("give --difficulty or --physics, not both (a physics file sets everything the difficulty would)")
+    look = {"difficulty": difficulty or "realistic", "physics": physics}
     if sequence:
         from fume.data.sequence import generate_sequence, parse_ph_list
 
         with _progress() as bar:
             task = bar.add_task("rendering frames", total=frames)
             generate_sequence(out_dir, n_frames=frames, size=frame_size, fps=fps, ph=parse_ph_list(ph), seed=seed,
-                              overwrite=overwrite, progress=lambda k: bar.advance(task, k))
+                              overwrite=overwrite, progress=lambda k: bar.advance(task, k), **look)
         out.print(f"wrote {frames} CO2 + CH4 frames of {frame_size[0]}x{frame_size[1]} at {fps:g} fps, co2.mp4, ch4.mp4 "
                   f"and {out_dir / 'sequence.csv'}")
         return
@@ -74,10 +82,11 @@ def generate(
             co2_fraction=co2_fraction,
             overwrite=overwrite,
             progress=lambda k: bar.advance(task, k),
+            **look,
         )
     seconds = time.perf_counter() - start
-    out.print(f"wrote {len(table)} frames of {frame_size[0]}x{frame_size[1]} and {out_dir / 'annotations.csv'} "
-              f"in {seconds:.1f} s ({len(table) / seconds:.0f} frames/s)")
+    out.print(f"wrote {len(table)} frames of {frame_size[0]}x{frame_size[1]} (synthetic, {physics or look['difficulty']}) and "
+              f"{out_dir / 'annotations.csv'} in {seconds:.1f} s ({len(table) / seconds:.0f} frames/s)")
     counts = table.groupby(["class_name", "gas_type"]).size().unstack(fill_value=0)
     out.print(counts.to_string())
 

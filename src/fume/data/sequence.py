@@ -1,6 +1,6 @@
 """Short, temporally coherent synthetic recordings for testing video mode (`fume generate --sequence`).
 
-One CO2 and one CH4 recording of a tube, rendered with the generator of fume.data.generate: the
+One CO2 and one CH4 recording of a tube, rendered as fume.data.generate's frames (fume.data.render): the
 scene (background, tube, plume shape) stays, while from frame to frame the release rate pulses,
 the plume swings a little, its turbulence drifts downstream and the sensor noise is new. A list
 of pH levels splits the sequence into equal parts (e.g. 6.5 then 5.3: the rumen turns acidotic
@@ -25,7 +25,9 @@ import pandas as pd
 
 from fume.config import LabelConfig
 from fume.contract import GASES
-from fume.data.generate import PNG_COMPRESSION, PlumeMotion, PlumePhysics, Recording, render_recording
+from fume.data.generate import PNG_COMPRESSION
+from fume.data.physics import PlumePhysics, load_physics
+from fume.data.render import PlumeMotion, Recording, render_recording
 from fume.errors import ConfigError
 from fume.io import VideoWriter, write_csv, write_png
 
@@ -34,7 +36,7 @@ PULSE_PERIOD_S = 2.0  # the release rate pulses +-25 % with this period
 PULSE_DEPTH = 0.25
 SWING_PERIOD_S = 5.0  # the plume swings +-0.12 rad with this period
 SWING_RADIANS = 0.12
-DRIFT_PER_S = 0.15  # turbulence carried downstream, plume lengths per second
+DRIFT_PER_S = 0.1  # turbulence carried downstream, frame heights per second
 
 
 def frame_motion(time_s: float, gas_index: int, seed: int, frame: int) -> PlumeMotion:
@@ -72,13 +74,15 @@ def generate_sequence(
     ph: float | Sequence[float] = 6.5,
     seed: int = 0,
     videos: bool = True,
-    physics: PlumePhysics | None = None,
+    difficulty: str = "realistic",
+    physics: PlumePhysics | str | os.PathLike | None = None,
     label_config: LabelConfig | None = None,
     overwrite: bool = False,
     progress: Callable[[int], None] | None = None,
 ) -> pd.DataFrame:
-    """Write a CO2 + CH4 sequence into `out` (layout in the module docstring); returns sequence.csv's table."""
-    physics = physics or PlumePhysics()
+    """Write a CO2 + CH4 sequence into `out` (layout in the module docstring); returns sequence.csv's table.
+    `difficulty` and `physics` as for fume.data.generate.generate_dataset."""
+    physics = load_physics(physics, difficulty)
     label_config = label_config or LabelConfig()
     if n_frames < 1:
         raise ConfigError(f"a sequence needs at least one frame, got {n_frames}")
@@ -88,7 +92,7 @@ def generate_sequence(
     schedule = ph_schedule(phs, n_frames)
     classes = {p: label_config.class_of_ph(p) for p in phs}  # DataError for a pH not in the mapping
     for p in phs:
-        physics.release("co2", p), physics.release("ch4", p)
+        physics.release_rate("co2", p), physics.release_rate("ch4", p)
     out = Path(out)
     if out.exists() and any(out.iterdir()) and not overwrite:
         raise ConfigError(f"output folder {out} is not empty; choose another or pass overwrite (--overwrite)")

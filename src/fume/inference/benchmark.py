@@ -82,9 +82,10 @@ def load_torch_model(source: dict[str, Any]):
 
 def synthetic_pairs(size: tuple[int, int], n: int, seed: int = 0) -> list[dict[str, np.ndarray]]:
     """Realistic frames from the synthetic generator, for int8 calibration when no table is given."""
-    from fume.data.generate import PlumePhysics, Recording, render_recording
+    from fume.data.physics import load_physics
+    from fume.data.render import Recording, render_recording
 
-    physics = PlumePhysics()
+    physics = load_physics()
     phs = [6.5, 5.9, 5.3]
     pairs = []
     for i in range(n):
