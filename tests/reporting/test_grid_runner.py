@@ -58,11 +58,15 @@ def test_shipped_grids_validate_with_both_presets(tmp_path: Path):
     for preset in ("quick", "full"):
         specs, chosen = plan(SHIPPED, tmp_path / preset, preset=preset)
         names = {(s.grid.name, s.variant.name) for s in specs}
-        assert ("baselines", "early_fusion") in names and ("ablations", "transitional_weight_16") in names and ("leakage", "random") in names
+        assert ("baselines", "early_fusion") in names and ("ablations", "transitional_weight_16") in names and ("leakage", "leaky") in names
         assert {s.config.training.num_epochs for s in specs} == {8 if preset == "quick" else 100}  # same budget for all
         assert len({s.config.data.dataset_root for s in specs}) == 1  # same data for all
     ablation_groups = {v.group for v in load_grid(SHIPPED[1]).variants}
-    assert {"encoder", "fusion", "tasks", "modalities", "loss", "transitional_weight"} <= ablation_groups
+    assert {"encoder", "fusion", "tasks", "modalities", "loss", "transitional_weight", "augmentation"} <= ablation_groups
+    # No area-changing augmentation by default (the plume's area carries the label); the ablation turns it on.
+    fume = next(s for s in specs if s.variant.name == "fume")
+    assert fume.config.data.augmentation.scale_limit == 0.0
+    assert next(s for s in specs if s.variant.name == "scale_augmentation").config.data.augmentation.scale_limit == 0.15
 
 
 def test_grid_file_errors(tmp_path: Path):
@@ -141,17 +145,51 @@ def test_identical_configurations_train_once_across_grids(tmp_path: Path, fake: 
     assert list(result.results["seed"]) == [3, 3, 3]
 
 
-def test_random_split_variant_gets_the_naive_split_of_the_same_data(tmp_path: Path, fake: FakeTraining, tiny_dataset: Path):
-    grid = write_grid(tmp_path / "g.yaml", [{"name": "grouped"}, {"name": "random", "split": "random"}], reference="grouped", kind="leakage")
+def test_leakage_conditions_share_one_test_set_and_differ_only_by_the_copies(tmp_path: Path, fake: FakeTraining, tiny_dataset: Path):
+    grid = write_grid(tmp_path / "g.yaml", [{"name": "grouped"}, {"name": "leaky", "split": "leaky"}], reference="grouped", kind="leakage")
     out = tmp_path / "out"
-    run_experiments([grid], out, preset=tiny_preset(tiny_dataset))
+    result = run_experiments([grid], out, preset=tiny_preset(tiny_dataset))
     from fume.data.layout import read_annotations
 
-    random_dirs = list((out / "splits").iterdir())
-    assert len(random_dirs) == 1
-    grouped_test = read_annotations(tiny_dataset, "test")
-    random_train, random_test = read_annotations(random_dirs[0], "train"), read_annotations(random_dirs[0], "test")
+    assert set(result.results["status"]) == {"ok"}
+    split_dirs = sorted((out / "splits").glob("leakage-*/*"))
+    assert [d.name for d in split_dirs] == ["grouped", "leaky"]
+    grouped, leaky = split_dirs
+    # One test set: the same paired test table in both conditions, a subset of the grouped split's test frames.
+    assert (grouped / "paired_test_annotations.csv").read_text() == (leaky / "paired_test_annotations.csv").read_text()
+    test = read_annotations(grouped, "test")
+    assert set(test["frame_path"]) < set(read_annotations(tiny_dataset, "test")["frame_path"])
+    # The leaky training set is the grouped one plus other copies of the test recordings, none of the test frames.
+    g_train, l_train = read_annotations(grouped, "train"), read_annotations(leaky, "train")
+    added = l_train[~l_train["frame_path"].isin(g_train["frame_path"])]
+    assert set(g_train["frame_path"]) <= set(l_train["frame_path"]) and len(added) > 0
+    assert set(added["original_sample_id"]) <= set(test["original_sample_id"])
+    assert not set(added["frame_path"]) & set(test["frame_path"])
+    assert not set(g_train["original_sample_id"]) & set(test["original_sample_id"])
+    g_pairs = pd.read_csv(grouped / "paired_train_annotations.csv", dtype=str, keep_default_na=False)
+    l_pairs = pd.read_csv(leaky / "paired_train_annotations.csv", dtype=str, keep_default_na=False)
+    pd.testing.assert_frame_equal(l_pairs.iloc[: len(g_pairs)].reset_index(drop=True), g_pairs)  # grouped pairs kept as they are
+
+
+def test_folds_hold_out_each_recording_once_stratified_by_class(tmp_path: Path, fake: FakeTraining, tiny_dataset: Path):
+    grid = write_grid(tmp_path / "g.yaml", [{"name": "fume"}])
+    out = tmp_path / "out"
+    result = run_experiments([grid], out, preset=tiny_preset(tiny_dataset), folds=3)
+    assert fake.calls == ["g/fume seed 0 fold 0", "g/fume seed 0 fold 1", "g/fume seed 0 fold 2"]
+    assert sorted(result.results["fold"]) == [0, 1, 2]
+    assert all(is_finished(out / f"runs/g/fume/fold{k}/seed0") for k in range(3))
+    from fume.data.layout import read_annotations
+
     everything = read_annotations(tiny_dataset)
-    assert sorted(pd.concat([random_train, random_test, read_annotations(random_dirs[0], "val")])["frame_path"]) == sorted(everything["frame_path"])
-    assert set(random_train["original_sample_id"]) & set(random_test["original_sample_id"])  # leaks, by design
-    assert not set(read_annotations(tiny_dataset, "train")["original_sample_id"]) & set(grouped_test["original_sample_id"])
+    tests = [read_annotations(d, "test") for d in sorted((out / "splits").glob("folds3-*/fold*"))]
+    held_out = [set(t["original_sample_id"]) for t in tests]
+    assert sorted(r for h in held_out for r in h) == sorted(set(everything["original_sample_id"]))  # each recording once
+    for k, t in enumerate(tests):
+        d = sorted((out / "splits").glob("folds3-*/fold*"))[k]
+        train_val = pd.concat([read_annotations(d, "train"), read_annotations(d, "val")])
+        assert not set(train_val["original_sample_id"]) & held_out[k]
+    # Class-stratified: each class's recordings are spread over the folds as evenly as possible.
+    per_recording = everything.groupby("original_sample_id")["class_id"].first()
+    for cls, recordings in per_recording.groupby(per_recording):
+        counts = [len(held & set(recordings.index)) for held in held_out]
+        assert max(counts) - min(counts) <= 1, (cls, counts)

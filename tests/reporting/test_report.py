@@ -16,7 +16,7 @@ from fume.errors import DataError
 from fume.reporting.pairs import load_pair_stats
 from fume.reporting.report import build_report
 from fume.reporting.stats import balanced_accuracy_weighted, miou_weighted
-from fume.workflows.experiments import result_columns, write_random_split
+from fume.workflows.experiments import result_columns, write_leakage_splits
 
 # (grid, kind, group, variant, label, is_reference, split, seed, model, miou, balanced_accuracy, classify, segment)
 RUNS = [
@@ -30,22 +30,22 @@ RUNS = [
     ("ablations", "ablation", "fusion", "fusion_concat", "concat", False, "grouped", 0, "fume", 0.55, 0.65, True, True),
     ("ablations", "ablation", "tasks", "tasks_seg", "seg only", False, "grouped", 0, "fume", 0.58, None, False, True),
     ("leakage", "leakage", "", "grouped", "grouped", True, "grouped", 0, "fume", 0.60, 0.70, True, True),
-    ("leakage", "leakage", "", "random", "random", False, "random", 0, "fume", 0.75, 0.95, True, True),
+    ("leakage", "leakage", "", "leaky", "leaky", False, "leaky", 0, "fume", 0.75, 0.95, True, True),
 ]
 
 
 @pytest.fixture(scope="module")
 def experiments(tiny_dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     exp = tmp_path_factory.mktemp("experiments")
-    random_dir = exp / "splits" / "random"
-    write_random_split(tiny_config(tiny_dataset, random_dir))
+    leakage_dir = exp / "splits" / "leakage"
+    write_leakage_splits(tiny_dataset, tiny_dataset, leakage_dir, seed=0)
     rows = []
     for i, (grid, kind, group, variant, label, is_ref, split, seed, model, miou, bal, classify, segment) in enumerate(RUNS):
-        # FUME seed 0 is one run shared by the three grids, as the runner does for identical configs
-        shared = variant in ("fume", "grouped") and seed == 0
+        # FUME seed 0 is one run shared by the baselines and ablations grids, as the runner does for identical configs
+        shared = variant == "fume" and seed == 0
         rel = "runs/baselines/fume/seed0" if shared else f"runs/{grid}/{variant}/seed{seed}"
         if not (exp / rel).exists():
-            config = tiny_config(tiny_dataset, random_dir if split == "random" else None)
+            config = tiny_config(tiny_dataset, leakage_dir / split if grid == "leakage" else None)
             write_fake_run(exp / rel, config, seed=10 + i, p_correct=0.5 + 0.1 * seed, classify=classify, segment=segment)
         cm = [[2, 1, 0], [0, 2, 1], [1, 0, 2]] if classify else None
         rows.append({
@@ -85,6 +85,8 @@ def test_efficiency_table_rows_columns_and_mean_std(report):
     table = pd.read_csv(report.tables["efficiency"]["csv"])
     assert table["Model"].tolist() == ["FUME", "Seg only", "Cls only"]  # the failed run is left out
     assert table["Seeds"].tolist() == [2, 2, 2]
+    for header in ("Penalised", "Excluded", "Rec. bal. acc. (%)", "Off-by-two (%)", "ECE (%)", "Δ mIoU", "Δ Bal. acc."):
+        assert header in table.columns or f"{header} mean" in table.columns, header
     for header in ("Accuracy (%)", "mIoU (%)", "Dice (%)", "HD95 (px)", "ASD (px)", "Params (M)", "GMACs", "CPU latency (ms)", "CPU FPS"):
         assert f"{header} mean" in table.columns and f"{header} std" in table.columns
     fume = table.iloc[0]
@@ -93,6 +95,7 @@ def test_efficiency_table_rows_columns_and_mean_std(report):
     assert np.isnan(table.iloc[2]["mIoU (%) mean"])  # classification-only: no segmentation
     markdown = report.tables["efficiency"]["md"].read_text()
     assert "| FUME | 2 | 80.0 ± 14.1 |" in markdown  # accuracy 0.7 / 0.9
+    assert "image diagonal" in markdown
     assert "n/a" in markdown
 
 
@@ -121,18 +124,28 @@ def test_bootstrap_rows_match_the_per_pair_statistics(report, experiments: Path)
     assert row["miou diff"] == pytest.approx(100 * expected_miou)
     assert row["balanced_accuracy diff"] == pytest.approx(100 * expected_bal)
     assert row["miou ci_low"] <= row["miou diff"] <= row["miou ci_high"]
+    assert 0 <= row["miou p_holm"] <= 1 and 0 <= row["balanced_accuracy p_holm"] <= 1
     seg_only = ci[ci["Variant"] == "Seg only"].iloc[0]
     assert np.isnan(seg_only["balanced_accuracy diff"]) and np.isfinite(seg_only["miou diff"])  # no classes to compare
 
 
-def test_leakage_table_shows_the_gap(report):
+def test_leakage_table_shows_the_gap_paired_on_one_test_set(report, experiments: Path):
     table = pd.read_csv(report.tables["leakage"]["csv"])
     bal = table[table["Metric"] == "Bal. acc. (%)"].iloc[0]
-    assert bal["grouped mean"] == pytest.approx(70.0) and bal["random mean"] == pytest.approx(95.0)
+    assert bal["grouped mean"] == pytest.approx(70.0) and bal["leaky mean"] == pytest.approx(95.0)
     assert bal["gap"] == pytest.approx(25.0)
+    # The CI is of the paired difference on the same test pairs, recomputed from the two runs' predictions.
+    grouped = load_pair_stats(experiments / "runs/leakage/grouped/seed0")
+    leaky = load_pair_stats(experiments / "runs/leakage/leaky/seed0").aligned(grouped.sample_ids)
+    ones = np.ones(len(grouped.y_true))
+    expected = balanced_accuracy_weighted(leaky.y_true, leaky.y_pred, ones, 3) - balanced_accuracy_weighted(grouped.y_true, grouped.y_pred, ones, 3)
+    miou_row = table[table["Metric"] == "mIoU (%)"].iloc[0]
+    assert bal["gap diff"] == pytest.approx(100 * expected) and np.isfinite(miou_row["gap diff"])
     markdown = report.tables["leakage"]["md"].read_text()
     assert "+25.0" in markdown
-    assert "grouped split: 0 of" in markdown  # grouped: no test recording in train
+    assert "grouped: 0 of" in markdown  # grouped: no test recording has copies in train
+    shared = int(markdown.split("leaky: ")[1].split(" of")[0])
+    assert shared > 0
 
 
 def test_every_figure_exists_as_png_and_pdf(report):
@@ -150,6 +163,7 @@ def test_report_md_links_everything_and_states_the_setup(report):
     for heading in ("## Setup", "## Models compared", "## Ablations", "## Which differences are real", "## Leakage", "## Training curves"):
         assert heading in text
     assert "Test CPU" in text and "Seeds**: 0, 1" in text and "grouped by recording" in text
+    assert "pigeonhole" in text and "Holm" in text  # the interval scheme and the correction are stated
     assert "early_fusion seed 0 failed" in text
     import re
 

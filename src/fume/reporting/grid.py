@@ -13,8 +13,8 @@ A grid file (or a shipped grid by name: baselines, ablations, leakage; fume/conf
         group: fusion                # ablation group (table sections, Dice bars)
         label: concat                # shown in tables and figures (default: the name)
         overrides: [model.fusion=concat]      # or a mapping {model.fusion: concat}
-      - name: random
-        split: random                # leakage study: the naive row-level split of the same data
+      - name: leaky
+        split: leaky                 # leakage study: other copies of the test recordings added to training
 
 Presets (by name: quick, full; fume/configs/experiments/presets.yaml) add overrides before the
 user's and the variant's, and set the seeds and the complexity measurement. Every variant x seed
@@ -64,7 +64,9 @@ class Variant(_Strict):
     name: str = Field(pattern=SLUG)
     group: str = ""
     label: str | None = None
-    split: Literal["grouped", "random"] = "grouped"
+    # leaky (leakage grids): the grouped split's training set plus other augmented copies of the test
+    # recordings, tested on the same pairs as the grid's grouped variant.
+    split: Literal["grouped", "leaky"] = "grouped"
     overrides: list[str] = Field(default_factory=list)
 
     @field_validator("overrides", mode="before")
@@ -209,17 +211,19 @@ class RunSpec:
     seed: int
     config: FumeConfig
     overrides: list[str]
+    fold: int | None = None  # with `fume experiments --folds K`: which fold's recordings are held out (0..K-1)
     run_dir: Path | None = None
-    # Set by the runner when an identical configuration already ran (another grid or name).
-    same_as: RunSpec | None = field(default=None, repr=False)
+    # The grouped split's (dataset root, paired tables folder) that leakage and fold splits are made from.
+    grouped_data: tuple[Path, Path | None] | None = field(default=None, repr=False)
 
     @property
-    def key(self) -> tuple[str, str, int]:
-        return (self.grid.name, self.variant.name, self.seed)
+    def key(self) -> tuple[str, str, int, int | None]:
+        return (self.grid.name, self.variant.name, self.seed, self.fold)
 
     @property
     def title(self) -> str:
-        return f"{self.grid.name}/{self.variant.name} seed {self.seed}"
+        fold = f" fold {self.fold}" if self.fold is not None else ""
+        return f"{self.grid.name}/{self.variant.name} seed {self.seed}{fold}"
 
     @property
     def is_reference(self) -> bool:
@@ -255,14 +259,16 @@ def check_model(spec: RunSpec) -> None:
         raise ConfigError(f"grid {spec.grid.source or spec.grid.name}, variant {spec.variant.name!r}: {err}") from None
 
 
-def expand_grids(grids: list[Grid], seeds: list[int] | None, common: list[str]) -> list[RunSpec]:
-    """Every variant x seed of every grid, validated. Seeds: `seeds` if given, else each grid's."""
+def expand_grids(grids: list[Grid], seeds: list[int] | None, common: list[str], folds: int | None = None) -> list[RunSpec]:
+    """Every variant x seed (x fold with `folds`; leakage grids keep their one split) of every grid,
+    validated. Seeds: `seeds` if given, else each grid's."""
     specs = []
     for grid in grids:
         for variant in grid.variants:
             for seed in seeds if seeds is not None else grid.seeds:
                 config, overrides = variant_config(grid, variant, seed, common)
-                specs.append(RunSpec(grid, variant, seed, config, overrides))
+                for fold in range(folds) if folds and grid.kind != "leakage" else [None]:
+                    specs.append(RunSpec(grid, variant, seed, config, overrides, fold))
     checked: set[str] = set()
     for spec in specs:
         model_key = spec.config.model.model_dump_json()

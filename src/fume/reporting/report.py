@@ -26,15 +26,17 @@ from fume.reporting import figures as rfig
 from fume.reporting import tables as rtab
 from fume.reporting.grid import ENVIRONMENT_FILE, RESULTS_FILE
 from fume.reporting.pairs import PairStats, load_pair_stats
-from fume.reporting.stats import (
-    DEFAULT_RESAMPLES,
-    Interval,
-    balanced_accuracy_weighted,
-    mean_std,
-    miou_weighted,
-    paired_bootstrap_balanced_accuracy,
-    paired_bootstrap_miou,
-    unpaired_bootstrap_difference,
+from fume.reporting.stats import DEFAULT_RESAMPLES, Interval, balanced_accuracy_stat, holm, mean_std, miou_stat, recording_bootstrap
+
+DELTA_KEYS = [rtab.Column("mIoU", "miou"), rtab.Column("Bal. acc.", "balanced_accuracy")]
+# How every interval of the report is drawn (fume.reporting.stats), stated once in report.md.
+BOOTSTRAP_SCHEME = (
+    "Intervals resample test **recordings** (original_sample_id) with replacement, {resamples} times (numpy, seed 0), carrying all "
+    "their frames and pairs: a segmented frame of recording r counts n_r times (n_r = times r is drawn; each distinct frame once), "
+    "a pair of a CO₂ frame of recording a and a CH₄ frame of recording b counts n_a × n_b times (both drawn together; Owen's "
+    "pigeonhole bootstrap for crossed factors), a pair within one recording or with one gas n_a times. The same draw is used for "
+    "both models (a paired difference). With several seeds, each resample also draws each model's seeds with replacement and "
+    "averages over them, so seed-to-seed variation widens the interval. 95 % percentile intervals; p: two-sided bootstrap p-value."
 )
 
 
@@ -84,13 +86,23 @@ class _Pairs:
 
 
 def _seed_stats(pairs: _Pairs, runs: pd.DataFrame) -> list[PairStats]:
-    return [s for s in (pairs(r) for r in runs["run_dir"]) if s is not None]
+    """One PairStats per seed; with folds, the folds' test sets joined (each recording is tested in one fold)."""
+    out = []
+    folds = pd.to_numeric(runs["fold"], errors="coerce") if "fold" in runs else pd.Series(np.nan, index=runs.index)
+    for _, part in runs.assign(_fold=folds).sort_values("_fold").groupby("seed", sort=True):
+        stats = [pairs(r) for r in part["run_dir"]]
+        if any(s is None for s in stats):
+            continue
+        prefixes = [f"fold{int(f)}-" if np.isfinite(f) else "" for f in part["_fold"]]
+        out.append(stats[0] if len(stats) == 1 else PairStats.concat(stats, prefixes))
+    return out
 
 
 def compare_to_reference(
     pairs: _Pairs, runs: pd.DataFrame, reference_runs: pd.DataFrame, num_classes: int, resamples: int,
 ) -> tuple[Interval | None, Interval | None]:
-    """Paired bootstrap CIs (balanced accuracy, mIoU) of a variant minus the reference."""
+    """Recording-level bootstrap CIs (balanced accuracy, mIoU) of `runs` minus `reference_runs`
+    on the same test pairs (fume.reporting.stats)."""
     model, ref = _seed_stats(pairs, runs), _seed_stats(pairs, reference_runs)
     if not model or not ref:
         return None, None
@@ -101,29 +113,15 @@ def compare_to_reference(
     except DataError:
         pairs.warnings.append(f"{runs.iloc[0]['grid']}/{runs.iloc[0]['variant']}: tested on other pairs than the reference; no paired CI")
         return None, None
+    recordings = ref[0].recordings
     bal = miou = None
     if all(s.y_pred is not None for s in model + ref):
-        bal = paired_bootstrap_balanced_accuracy(ref[0].y_true, [s.y_pred for s in model], [s.y_pred for s in ref], num_classes, resamples)
-    if all(s.intersection is not None for s in model + ref):
-        miou = paired_bootstrap_miou([(s.intersection, s.union) for s in model], [(s.intersection, s.union) for s in ref], resamples)
+        bal = recording_bootstrap([balanced_accuracy_stat(s.y_true, s.y_pred, num_classes) for s in model],
+                                  [balanced_accuracy_stat(s.y_true, s.y_pred, num_classes) for s in ref], recordings, resamples)
+    if all(s.gas_intersection is not None for s in model + ref):
+        miou = recording_bootstrap([miou_stat(s.gas_intersection, s.gas_union) for s in model],
+                                   [miou_stat(s.gas_intersection, s.gas_union) for s in ref], recordings, resamples)
     return bal, miou
-
-
-def leakage_gap(pairs: _Pairs, leaky: pd.DataFrame, grouped: pd.DataFrame, num_classes: int, resamples: int) -> dict[str, Interval | None]:
-    """Unpaired bootstrap CIs of (random split - grouped split): two different test sets."""
-    a, b = _seed_stats(pairs, leaky), _seed_stats(pairs, grouped)
-    out: dict[str, Interval | None] = {"balanced_accuracy": None, "miou": None}
-    if not a or not b:
-        return out
-    if all(s.y_pred is not None for s in a + b):
-        def bal(stats: list[PairStats]):
-            return lambda w: np.mean([balanced_accuracy_weighted(s.y_true, s.y_pred, w, num_classes) for s in stats], axis=0)
-        out["balanced_accuracy"] = unpaired_bootstrap_difference(bal(a), len(a[0].y_true), bal(b), len(b[0].y_true), resamples)
-    if all(s.intersection is not None for s in a + b):
-        def miou(stats: list[PairStats]):
-            return lambda w: np.mean([miou_weighted(s.intersection, s.union, w) for s in stats], axis=0)
-        out["miou"] = unpaired_bootstrap_difference(miou(a), len(a[0].y_true), miou(b), len(b[0].y_true), resamples)
-    return out
 
 
 def shared_recordings(experiments_dir: Path, run_dir: str) -> dict[str, Any] | None:
@@ -146,6 +144,50 @@ def shared_recordings(experiments_dir: Path, run_dir: str) -> dict[str, Any] | N
 
 
 # ------------------------------------------------------------------ the report
+
+
+def reference_intervals(ok: pd.DataFrame, grids: list[str], kinds: dict[str, str], pairs: _Pairs, num_classes: int, resamples: int,
+                        warnings: list[str]) -> tuple[list[dict[str, Any]], dict[tuple[str, str], tuple[bool, bool]]]:
+    """Rows of the CI table (each variant against its grid's reference) and, per (grid, label),
+    whether the Holm-adjusted p (over the grid's rows, each metric on its own) is below 0.05
+    for (balanced accuracy, mIoU)."""
+    significant: dict[tuple[str, str], tuple[bool, bool]] = {}
+    rows = []
+    for grid in [g for g in grids if kinds[g] != "leakage"]:
+        runs = ok[ok["grid"] == grid]
+        reference = runs[runs["is_reference"]]
+        if reference.empty:
+            warnings.append(f"grid {grid}: no finished reference run; no confidence intervals")
+            continue
+        ref_label = reference.iloc[0]["label"]
+        grid_rows = []
+        for variant, part in _variants(runs[~runs["is_reference"]]):
+            same = part["run_dir"].tolist() == reference["run_dir"].tolist()
+            bal, miou = (None, None) if same else compare_to_reference(pairs, part, reference, num_classes, resamples)
+            grid_rows.append({"Grid": grid, "Variant": part.iloc[0]["label"], "Reference": ref_label, "Runs": len(part),
+                              "_intervals": (bal, miou)})
+        for k, key in enumerate(("balanced_accuracy", "miou")):
+            adjusted = holm([r["_intervals"][k].p_value if r["_intervals"][k] is not None else np.nan for r in grid_rows])
+            for r, p_adj in zip(grid_rows, adjusted):
+                r[f"_holm_{key}"] = p_adj
+        for r in grid_rows:
+            (bal, miou), p_bal, p_miou = r.pop("_intervals"), r.pop("_holm_balanced_accuracy"), r.pop("_holm_miou")
+            significant[(r["Grid"], r["Variant"])] = (np.isfinite(p_bal) and p_bal < 0.05, np.isfinite(p_miou) and p_miou < 0.05)
+            rows.append({**r, "Δ bal. acc. [95% CI]": rtab.format_interval(bal, significant=p_bal < 0.05),
+                         "p bal. acc. (Holm)": _p_text(p_bal),
+                         "Δ mIoU [95% CI]": rtab.format_interval(miou, significant=p_miou < 0.05), "p mIoU (Holm)": _p_text(p_miou),
+                         **_interval_numbers("balanced_accuracy", bal), "balanced_accuracy p_holm": p_bal,
+                         **_interval_numbers("miou", miou), "miou p_holm": p_miou})
+    return rows, significant
+
+
+def _mark_deltas(table: rtab.Table, grid: str, label_header: str, significant: dict[tuple[str, str], tuple[bool, bool]]) -> None:
+    """Append * to the Δ columns of the rows whose Holm-adjusted difference is significant."""
+    for i, label in enumerate(table.display[label_header]):
+        marks = significant.get((grid, label), (False, False))
+        for header, mark in zip(("Δ Bal. acc.", "Δ mIoU"), marks):
+            if mark and header in table.display:
+                table.display.at[i, header] = f"{table.display.at[i, header]}*"
 
 
 def _variants(runs: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
@@ -206,11 +248,23 @@ def build_report(experiments_dir: str | Path, out: str | Path | None = None, res
     ablation = ok[ok["grid"].isin([g for g in grids if kinds[g] == "ablation"])]
     leakage = ok[ok["grid"].isin([g for g in grids if kinds[g] == "leakage"])]
     label_cols = [("Model", "label")]
+    rows, significant = reference_intervals(ok, grids, kinds, pairs, len(class_names), resamples, warnings)
 
     # 1. Comparison: efficiency / quality, per-class F1, figures.
     if not comparison.empty:
         text = "## Models compared\n\n"
-        t = rtab.summary_table("Quality and efficiency (test split, mean ± std over seeds)", comparison, rtab.EFFICIENCY_COLUMNS, label_cols)
+        comparison_grids = list(dict.fromkeys(comparison["grid"]))
+        reference = comparison[comparison["is_reference"]] if len(comparison_grids) == 1 else comparison.iloc[:0]
+        t = rtab.summary_table("Quality and efficiency (test split, mean ± std over seeds)", comparison, rtab.EFFICIENCY_COLUMNS, label_cols,
+                               delta_against=reference if len(reference) else None, delta_keys=DELTA_KEYS if len(reference) else ())
+        if len(reference):
+            _mark_deltas(t, comparison_grids[0], "Model", significant)
+            t.notes.append("Δ: difference of the means against the reference in percentage points; * = significant after the Holm "
+                           "correction over this table's rows (recording-level bootstrap, see below).")
+        t.notes.append("HD95 / ASD: a frame where exactly one of prediction and ground truth has gas counts with the image diagonal "
+                       "(penalised); a frame where neither has gas is left out (excluded). Rec. bal. acc.: balanced accuracy of one "
+                       "decision per recording (mean class probability over its pairs). Off-by-two: Healthy predicted for Acidotic or "
+                       "the reverse. ECE: 15 equal-width bins of the top probability.")
         t.notes.append(f"GMACs and CPU latency for one CO₂ + CH₄ pair (batch 1) at {comparison.iloc[0].get('complexity_size', '?')}; "
                        f"latency is the median of timed eager PyTorch calls on the experiments machine ({_threads(comparison)} torch thread(s)). "
                        "HD95 / ASD of the gas plume in pixels at native resolution.")
@@ -243,10 +297,12 @@ def build_report(experiments_dir: str | Path, out: str | Path | None = None, res
             label = [("Group", "group"), ("Variant", "label")]
             t = rtab.summary_table(f"Ablations ({grid}): change against {reference.iloc[0]['label'] if len(reference) else 'the reference'}",
                                    runs, rtab.ABLATION_COLUMNS, label, delta_against=reference if len(reference) else None,
-                                   delta_keys=[rtab.Column("mIoU", "miou"), rtab.Column("Bal. acc.", "balanced_accuracy")] if len(reference) else ())
+                                   delta_keys=DELTA_KEYS if len(reference) else ())
             is_ref = [v == reference.iloc[0]["label"] for v in t.display["Variant"]] if len(reference) else [False] * len(t.display)
             t.display["Group"] = ["reference" if r else (g or "—") for r, g in zip(is_ref, t.display["Group"])]
-            t.notes.append("Δ: difference of the means against the reference in percentage points; see the bootstrap table for which are real.")
+            _mark_deltas(t, grid, "Variant", significant)
+            t.notes.append("Δ: difference of the means against the reference in percentage points; * = significant after the Holm "
+                           "correction over this table's rows (recording-level bootstrap; intervals and adjusted p-values below).")
             text += add_table("ablation" if len(set(ablation["grid"])) == 1 else f"ablation_{grid}", t)
             variants = _variants(runs[~runs["is_reference"]])
             ref_dice = _mean(reference, "dice")[0] * 100 if len(reference) else np.nan
@@ -258,58 +314,50 @@ def build_report(experiments_dir: str | Path, out: str | Path | None = None, res
                 "Dice of each ablation variant, coloured by group; dashed line: the reference")
         sections.append(text)
 
-    # 3. Paired bootstrap CIs against each grid's reference.
-    rows = []
-    for grid in [g for g in grids if kinds[g] != "leakage"]:
-        runs = ok[ok["grid"] == grid]
-        reference = runs[runs["is_reference"]]
-        if reference.empty:
-            warnings.append(f"grid {grid}: no finished reference run; no confidence intervals")
-            continue
-        ref_label = reference.iloc[0]["label"]
-        for variant, part in _variants(runs[~runs["is_reference"]]):
-            same = part["run_dir"].tolist() == reference["run_dir"].tolist()
-            bal, miou = (None, None) if same else compare_to_reference(pairs, part, reference, len(class_names), resamples)
-            rows.append({"Grid": grid, "Variant": part.iloc[0]["label"], "Reference": ref_label,
-                         "Seeds": len(part), "Δ bal. acc. [95% CI]": rtab.format_interval(bal), "Δ mIoU [95% CI]": rtab.format_interval(miou),
-                         **_interval_numbers("balanced_accuracy", bal), **_interval_numbers("miou", miou)})
+    # 3. The recording-level CIs computed above.
     if rows:
         frame = pd.DataFrame(rows)
-        display_cols = ["Grid", "Variant", "Reference", "Seeds", "Δ bal. acc. [95% CI]", "Δ mIoU [95% CI]"]
-        t = rtab.Table("Paired bootstrap 95 % CIs of the difference against the reference (percentage points)",
+        display_cols = ["Grid", "Variant", "Reference", "Runs", "Δ bal. acc. [95% CI]", "p bal. acc. (Holm)", "Δ mIoU [95% CI]", "p mIoU (Holm)"]
+        t = rtab.Table("Recording-level bootstrap 95 % CIs of the difference against the reference (percentage points)",
                        frame.drop(columns=display_cols[4:]), frame[display_cols])
-        n_test = next((len(s.y_true) for s in pairs.cache.values() if s is not None), None)
-        t.notes.append(f"{resamples} resamples of the {n_test or 'same'} test pairs, the same draw for both models (numpy, seed 0); "
-                       "with several seeds the statistic is the mean over seeds. * = the interval excludes 0.")
+        t.notes.append(BOOTSTRAP_SCHEME.format(resamples=resamples))
+        t.notes.append("p (Holm): two-sided bootstrap p-values adjusted with the Holm-Bonferroni method over the rows of each grid "
+                       "(each metric on its own); * = adjusted p < 0.05. Runs: seeds (x folds) per variant.")
+        if int(ok["seed"].nunique()) == 1:
+            t.notes.append("**One seed per model**: these intervals reflect the test recordings only; seed-to-seed variation of "
+                           "training is not in them.")
         sections.append("## Which differences are real\n\n" + add_table("bootstrap_ci", t))
 
-    # 4. Leakage study.
+    # 4. Leakage study: both conditions tested on the same held-out recordings, paired by recording.
     if not leakage.empty:
-        text = "## Leakage: grouped vs random split\n\n"
+        text = "## Leakage: copies of the test recordings in training\n\n"
         for grid in list(dict.fromkeys(leakage["grid"])):
             runs = leakage[leakage["grid"] == grid]
-            grouped, leaky = runs[runs["split"] == "grouped"], runs[runs["split"] == "random"]
+            grouped, leaky = runs[runs["split"] == "grouped"], runs[runs["split"] == "leaky"]
             if grouped.empty or leaky.empty:
-                warnings.append(f"grid {grid}: needs a finished grouped and a finished random run for the leakage table")
+                warnings.append(f"grid {grid}: needs a finished grouped and a finished leaky run for the leakage table")
                 continue
-            gaps = leakage_gap(pairs, leaky, grouped, len(class_names), resamples)
+            bal, miou = compare_to_reference(pairs, leaky, grouped, len(class_names), resamples)
+            gaps = {"balanced_accuracy": bal, "miou": miou}
             numeric, display = [], []
             for c in rtab.LEAKAGE_COLUMNS:
                 (gm, gs, gn), (rm, rs, rn) = (mean_std([float(v) for v in pd.to_numeric(p[c.key], errors="coerce")]) for p in (grouped, leaky))
                 gap = (rm - gm) * c.scale
                 interval = gaps.get(c.key)
-                numeric.append({"Metric": c.header, "grouped mean": gm * c.scale, "grouped std": gs * c.scale, "random mean": rm * c.scale,
-                                "random std": rs * c.scale, "gap": gap, **_interval_numbers("gap", interval)})
-                display.append({"Metric": c.header, "Grouped split": rtab.format_value(gm, gs, gn, c), "Random split": rtab.format_value(rm, rs, rn, c),
-                                "Gap (random − grouped)": f"{gap:+.1f}" if np.isfinite(gap) else "n/a",
+                numeric.append({"Metric": c.header, "grouped mean": gm * c.scale, "grouped std": gs * c.scale, "leaky mean": rm * c.scale,
+                                "leaky std": rs * c.scale, "gap": gap, **_interval_numbers("gap", interval)})
+                display.append({"Metric": c.header, "Grouped": rtab.format_value(gm, gs, gn, c), "Leaky": rtab.format_value(rm, rs, rn, c),
+                                "Gap (leaky − grouped)": f"{gap:+.1f}" if np.isfinite(gap) else "n/a",
                                 "95% CI of gap": rtab.format_interval(interval) if interval is not None else "—"})
-            t = rtab.Table(f"Leakage study ({grid}): the same model and data, split by recording or by row", pd.DataFrame(numeric), pd.DataFrame(display))
-            for name, part in (("grouped", grouped), ("random", leaky)):
+            t = rtab.Table(f"Leakage study ({grid}): the same model and test recordings, with or without other copies of them in training",
+                           pd.DataFrame(numeric), pd.DataFrame(display))
+            for name, part in (("grouped", grouped), ("leaky", leaky)):
                 shared = shared_recordings(experiments_dir, part.iloc[0]["run_dir"])
                 if shared:
-                    t.notes.append(f"{name} split: {shared['shared_recordings']} of {shared['test_recordings']} test recordings also in train "
-                                   f"({100 * shared['test_rows_from_shared']:.0f} % of test frames come from them).")
-            t.notes.append("CI of the gap: unpaired bootstrap (each split's test pairs resampled on their own).")
+                    t.notes.append(f"{name}: {shared['shared_recordings']} of {shared['test_recordings']} test recordings have copies in training.")
+            t.notes.append("Both conditions are tested on the same pairs of the same held-out recordings; the leaky one adds other "
+                           "augmented copies of those recordings to training, as a row-level random split does. CI of the gap: paired, "
+                           + BOOTSTRAP_SCHEME.format(resamples=resamples)[0].lower() + BOOTSTRAP_SCHEME.format(resamples=resamples)[1:])
             text += add_table("leakage" if len(set(leakage["grid"])) == 1 else f"leakage_{grid}", t)
         sections.append(text)
 
@@ -340,6 +388,10 @@ def build_report(experiments_dir: str | Path, out: str | Path | None = None, res
 def _threads(runs: pd.DataFrame) -> str:
     values = pd.to_numeric(runs.get("latency_threads", pd.Series(dtype=float)), errors="coerce").dropna().unique()
     return ", ".join(str(int(v)) for v in values) or "?"
+
+
+def _p_text(p: float) -> str:
+    return "n/a" if not np.isfinite(p) else ("<0.001" if p < 0.001 else f"{p:.3f}")
 
 
 def _interval_numbers(prefix: str, interval: Interval | None) -> dict[str, float]:

@@ -1,16 +1,35 @@
-"""Statistics for the report: mean and standard deviation over seeds, and paired bootstrap
-confidence intervals of a difference in balanced accuracy or mIoU on the same test pairs.
+"""Statistics for the report: mean and standard deviation over seeds (and folds), and confidence
+intervals of a difference in balanced accuracy or mIoU on the same test recordings.
 
-Both bootstrap statistics are recomputed from per-pair sufficient statistics, exactly as the
-evaluation computes them on the whole test split:
+The unit of uncertainty is the recording (original_sample_id), never the pair: augmented copies
+of one recording, and frames reused by several pairs, are not independent evidence.
+
+Segmentation (mIoU): every distinct frame counts once and belongs to one recording, so the
+variance is that of a cluster bootstrap over recordings: a resample draws the test recordings with
+replacement (n_r = times recording r is drawn) and a frame of recording r counts n_r times.
+
+Classification (balanced accuracy): a pair is a CO2 frame of recording a and a CH4 frame of
+recording b, so pairs are clustered two ways at once (crossed). The variance is the two-way
+cluster-robust one (Cameron, Gelbach & Miller 2011) estimated by bootstrap: V = V_rec - 2 V_pair,
+where V_rec is the variance when recordings are resampled and a pair of a != b counts n_a x n_b
+times (both drawn together: Owen's "pigeonhole" bootstrap for crossed factors; a pair within one
+recording, or with one gas, n_a times), and V_pair the variance when only those two-recording
+pairs are resampled on their own. V_rec alone counts each pair's own noise three times (Owen
+2007): subtracting 2 V_pair removes the excess, so the width does not depend on how many copies
+of a recording the test set holds. V is never taken below the pair-level bootstrap variance.
+
+Both statistics are recomputed from per-pair / per-frame sufficient statistics under the weights,
+exactly as the evaluation computes them on the whole test split:
 
 - balanced accuracy: mean over the classes present of the recall (sklearn's convention);
-- mIoU: per class, pixel intersections and unions summed over the resampled pairs (both gases),
+- mIoU: per class, pixel intersections and unions summed over the weighted frames (both gases),
   IoU = sum(I) / sum(U), then the mean over the classes whose union is non-zero.
 
-A resample draws test pairs with replacement; the SAME draw is applied to both models, so the
-interval reflects the difference on identical data. With several seeds per model the statistic
-of a resample is the mean over that model's seeds.
+The same draws are applied to both models (a paired difference). Seeds: with several seeds per
+model the statistic is the mean over its seeds, and the variance of those means over seeds
+(sample variance / number of seeds, per model) is added, so seed-to-seed variation widens the
+interval; with one seed it cannot enter, and the report says so. Interval: difference +- z x SE
+(normal); p: two-sided normal p-value of difference / SE; `holm` adjusts a family of p-values.
 """
 
 from __future__ import annotations
@@ -36,10 +55,10 @@ def mean_std(values: Sequence[float]) -> tuple[float, float, int]:
 
 
 def resample_counts(n: int, resamples: int = DEFAULT_RESAMPLES, seed: int = DEFAULT_SEED) -> np.ndarray:
-    """(resamples, n) matrix: how often each of the n pairs is drawn in each bootstrap resample
-    (n draws with replacement per resample). Weighted sums over pairs are then one matrix product."""
+    """(resamples, n) matrix: how often each of the n units (recordings) is drawn in each bootstrap
+    resample (n draws with replacement per resample). Weighted sums are then one matrix product."""
     if n < 1:
-        raise ValueError("a bootstrap needs at least one test pair")
+        raise ValueError("a bootstrap needs at least one test recording")
     rng = np.random.default_rng(seed)
     draws = rng.integers(0, n, size=(resamples, n))
     offsets = (np.arange(resamples) * n)[:, None]
@@ -73,12 +92,13 @@ def miou_weighted(intersection: np.ndarray, union: np.ndarray, weights: np.ndarr
 
 @dataclass(frozen=True)
 class Interval:
-    """A difference (model minus reference) on the full test set and its bootstrap percentile CI."""
+    """A difference (model minus reference) on the full test set, its confidence interval and p-value."""
 
     difference: float
     low: float
     high: float
     resamples: int
+    p_value: float = float("nan")  # two-sided (module docstring)
 
     @property
     def significant(self) -> bool:
@@ -87,62 +107,130 @@ class Interval:
 
 
 def percentile_interval(full: float, samples: np.ndarray, level: float = 0.95) -> Interval:
+    """Percentile interval of bootstrap samples (p: twice the smaller tail share, +1 corrected)."""
     finite = samples[np.isfinite(samples)]
     if finite.size == 0 or not np.isfinite(full):
         return Interval(float("nan"), float("nan"), float("nan"), int(finite.size))
     alpha = (1.0 - level) / 2.0
     low, high = np.quantile(finite, [alpha, 1.0 - alpha])
-    return Interval(float(full), float(low), float(high), int(finite.size))
+    tail = min(np.sum(finite <= 0), np.sum(finite >= 0))
+    p_value = min(1.0, 2.0 * (tail + 1) / (finite.size + 1))
+    return Interval(float(full), float(low), float(high), int(finite.size), float(p_value))
 
 
-def paired_bootstrap_balanced_accuracy(
-    y_true: np.ndarray,
-    pred_model: Sequence[np.ndarray],
-    pred_reference: Sequence[np.ndarray],
-    num_classes: int,
+def holm(pvalues: Sequence[float]) -> list[float]:
+    """Holm-Bonferroni adjusted p-values (NaN stays NaN and does not count in the family)."""
+    p = np.asarray(pvalues, dtype=float)
+    finite = np.flatnonzero(np.isfinite(p))
+    adjusted = np.full(p.shape, np.nan)
+    m = len(finite)
+    running = 0.0
+    for rank, i in enumerate(finite[np.argsort(p[finite], kind="stable")]):
+        running = max(running, min(1.0, (m - rank) * p[i]))
+        adjusted[i] = running
+    return adjusted.tolist()
+
+
+# ------------------------------------------------------------------ recording-level resampling
+
+
+@dataclass(frozen=True)
+class RecordingIndex:
+    """Which recording each pair's CO2 and CH4 frame comes from, as indices 0..R-1 (-1 for an
+    absent gas), in the pair order of the statistics it is used with."""
+
+    co2: np.ndarray
+    ch4: np.ndarray
+    count: int
+
+    @classmethod
+    def from_ids(cls, co2: Sequence[str], ch4: Sequence[str]) -> RecordingIndex:
+        """From recording ids per pair ('' or None for an absent gas)."""
+        names = sorted({str(r) for r in [*co2, *ch4] if r not in ("", None) and r == r})
+        where = {name: i for i, name in enumerate(names)}
+        index = [np.array([where.get(str(r), -1) if r not in ("", None) and r == r else -1 for r in ids], dtype=int) for ids in (co2, ch4)]
+        return cls(index[0], index[1], len(names))
+
+
+@dataclass(frozen=True)
+class Weights:
+    """Per-resample weights: of each pair (classification) and of each gas's frame (segmentation)."""
+
+    pairs: np.ndarray  # (..., N)
+    co2: np.ndarray  # (..., N)
+    ch4: np.ndarray  # (..., N)
+
+
+def recording_weights(recordings: RecordingIndex, counts: np.ndarray) -> Weights:
+    """Weights of pairs and frames from recording draw counts (..., R) (see the module docstring)."""
+    padded = np.concatenate([counts, np.ones((*counts.shape[:-1], 1))], axis=-1)  # index -1: weight 1
+    a, b = recordings.co2, recordings.ch4
+    first = np.where(a >= 0, a, b)
+    second = np.where((a >= 0) & (b >= 0) & (a != b), b, -1)
+    frame = (lambda idx: np.where(idx >= 0, padded[..., idx], 0.0))
+    return Weights(padded[..., first] * padded[..., second], frame(a), frame(b))
+
+
+def unit_weights(recordings: RecordingIndex) -> Weights:
+    return recording_weights(recordings, np.ones(recordings.count))
+
+
+def _seed_variance(full_per_seed: list[float]) -> float:
+    """Variance over seeds of their mean: sample variance / seeds (0 for one seed)."""
+    return float(np.var(full_per_seed, ddof=1) / len(full_per_seed)) if len(full_per_seed) > 1 else 0.0
+
+
+def recording_bootstrap(
+    stat_model: Sequence[Callable[[Weights], np.ndarray]],
+    stat_reference: Sequence[Callable[[Weights], np.ndarray]],
+    recordings: RecordingIndex,
     resamples: int = DEFAULT_RESAMPLES,
     seed: int = DEFAULT_SEED,
     level: float = 0.95,
 ) -> Interval:
-    """CI of balanced_accuracy(model) - balanced_accuracy(reference) on the same N test pairs.
-    pred_model / pred_reference: one (N,) prediction array per seed."""
-    y_true = np.asarray(y_true, dtype=int)
-    w = resample_counts(len(y_true), resamples, seed)
-    ones = np.ones(len(y_true))
+    """CI and p-value of mean-over-seeds stat(model) - stat(reference) on the same test pairs
+    (see the module docstring); with no reference, of stat(model) itself. stat_*: one function per
+    seed, Weights -> statistic (vectorised over the leading resample axis)."""
+    from scipy.stats import norm
 
-    def stat(preds: Sequence[np.ndarray], weights: np.ndarray) -> np.ndarray:
-        return np.mean([balanced_accuracy_weighted(y_true, p, weights, num_classes) for p in preds], axis=0)
+    n = len(recordings.co2)
+    two = (recordings.co2 >= 0) & (recordings.ch4 >= 0) & (recordings.co2 != recordings.ch4)
+    pairs = resample_counts(n, resamples, seed + 1)
+    fixed = np.ones((resamples, n))
+    by_recording = recording_weights(recordings, resample_counts(recordings.count, resamples, seed))
+    two_recording_pairs = Weights(np.where(two, pairs, 1.0), fixed, fixed)  # frames fixed: no segmentation term
+    all_pairs = Weights(pairs, fixed, fixed)
+    ones = unit_weights(recordings)
 
-    full = float(stat(pred_model, ones) - stat(pred_reference, ones))
-    return percentile_interval(full, stat(pred_model, w) - stat(pred_reference, w), level)
+    def difference(weights: Weights) -> np.ndarray:
+        side = (lambda stats: np.mean([f(weights) for f in stats], axis=0) if stats else 0.0)
+        return np.asarray(side(stat_model) - side(stat_reference), dtype=float)
 
-
-def paired_bootstrap_miou(
-    counts_model: Sequence[tuple[np.ndarray, np.ndarray]],
-    counts_reference: Sequence[tuple[np.ndarray, np.ndarray]],
-    resamples: int = DEFAULT_RESAMPLES,
-    seed: int = DEFAULT_SEED,
-    level: float = 0.95,
-) -> Interval:
-    """CI of mIoU(model) - mIoU(reference); counts_*: one (intersection, union) pair of (N, C)
-    arrays per seed, rows in the same test-pair order for every array."""
-    n = len(counts_model[0][0])
-    w = resample_counts(n, resamples, seed)
-    ones = np.ones(n)
-
-    def stat(counts: Sequence[tuple[np.ndarray, np.ndarray]], weights: np.ndarray) -> np.ndarray:
-        return np.mean([miou_weighted(i, u, weights) for i, u in counts], axis=0)
-
-    full = float(stat(counts_model, ones) - stat(counts_reference, ones))
-    return percentile_interval(full, stat(counts_model, w) - stat(counts_reference, w), level)
+    full_model, full_reference = [float(f(ones)) for f in stat_model], [float(f(ones)) for f in stat_reference]
+    full = (np.mean(full_model) if full_model else 0.0) - (np.mean(full_reference) if full_reference else 0.0)
+    if not np.isfinite(full):
+        return Interval(float("nan"), float("nan"), float("nan"), resamples)
+    variance = (lambda w: float(np.nanvar(difference(w))))
+    data = max(variance(by_recording) - 2.0 * variance(two_recording_pairs), variance(all_pairs), 0.0)
+    se = float(np.sqrt(data + _seed_variance(full_model) + _seed_variance(full_reference)))
+    z = float(norm.ppf(0.5 + level / 2.0))
+    p_value = float(2.0 * norm.sf(abs(full) / se)) if se > 0 else (1.0 if full == 0 else 0.0)
+    return Interval(float(full), float(full - z * se), float(full + z * se), resamples, p_value)
 
 
-def unpaired_bootstrap_difference(
-    stat_a: Callable[[np.ndarray], np.ndarray], n_a: int, stat_b: Callable[[np.ndarray], np.ndarray], n_b: int, resamples: int = DEFAULT_RESAMPLES, seed: int = DEFAULT_SEED, level: float = 0.95
-) -> Interval:
-    """CI of stat_a - stat_b for two different test sets (e.g. the grouped and the random split),
-    each resampled on its own. stat_x(weights (..., n_x)) -> (...)."""
-    wa = resample_counts(n_a, resamples, seed)
-    wb = resample_counts(n_b, resamples, seed + 1)
-    full = float(stat_a(np.ones(n_a)) - stat_b(np.ones(n_b)))
-    return percentile_interval(full, stat_a(wa) - stat_b(wb), level)
+def balanced_accuracy_stat(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> Callable[[Weights], np.ndarray]:
+    return lambda w: balanced_accuracy_weighted(y_true, y_pred, w.pairs, num_classes)
+
+
+def miou_stat(intersection: np.ndarray, union: np.ndarray) -> Callable[[Weights], np.ndarray]:
+    """intersection, union: (N, 2, C) pixel counts of each pair's CO2 and CH4 frame (zero for an
+    absent gas and for a frame already counted in an earlier pair)."""
+    inter, uni = np.asarray(intersection, dtype=float), np.asarray(union, dtype=float)
+
+    def stat(w: Weights) -> np.ndarray:
+        i = w.co2 @ inter[:, 0] + w.ch4 @ inter[:, 1]
+        u = w.co2 @ uni[:, 0] + w.ch4 @ uni[:, 1]
+        iou = np.divide(i, u, out=np.full(u.shape, np.nan), where=u > 0)
+        return _nanmean_rows(iou)
+
+    return stat

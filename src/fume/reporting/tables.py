@@ -37,6 +37,11 @@ EFFICIENCY_COLUMNS = [
     Column("Gas IoU (%)", "iou_gas"),
     Column("HD95 (px)", "hd95_gas", 1.0, 1),
     Column("ASD (px)", "asd_gas", 1.0, 1),
+    Column("Penalised", "boundary_penalised", 1.0, 0),
+    Column("Excluded", "boundary_excluded", 1.0, 0),
+    Column("Rec. bal. acc. (%)", "recording_balanced_accuracy"),
+    Column("Off-by-two (%)", "off_by_two_rate"),
+    Column("ECE (%)", "ece"),
     Column("Params (M)", "params", 1e-6, 2),
     Column("GMACs", "gmacs", 1.0, 2),
     Column("CPU latency (ms)", "latency_ms", 1.0, 1),
@@ -84,12 +89,14 @@ def format_value(mean: float, std: float, n: int, column: Column) -> str:
     return f"{text} {PM} {std * column.scale:.{column.digits}f}" if n > 1 else text
 
 
-def format_interval(interval: Interval | None, scale: float = 100.0, digits: int = 1) -> str:
-    """'+1.2 [-0.4, +2.9]*' (percentage points; * when the 95 % interval excludes 0)."""
+def format_interval(interval: Interval | None, scale: float = 100.0, digits: int = 1, significant: bool | None = None) -> str:
+    """'+1.2 [-0.4, +2.9]*' (percentage points; * when `significant`, by default when the 95 %
+    interval excludes 0)."""
     if interval is None or not np.isfinite(interval.difference):
         return "n/a"
     d, lo, hi = (v * scale for v in (interval.difference, interval.low, interval.high))
-    return f"{d:+.{digits}f} [{lo:+.{digits}f}, {hi:+.{digits}f}]" + ("*" if interval.significant else "")
+    mark = interval.significant if significant is None else significant
+    return f"{d:+.{digits}f} [{lo:+.{digits}f}, {hi:+.{digits}f}]" + ("*" if mark else "")
 
 
 def _numbers(series: pd.Series) -> list[float]:

@@ -2,11 +2,16 @@
 
 OUT/
   datasets/synthetic-<hash>/       generated once when the config has data.synthetic (grouped split, paired)
-  splits/random-<hash>/            the naive row-level split of the same data (leakage study)
-  runs/<grid>/<variant>/seed<k>/   fume train output + test/ (fume evaluate --save-masks) + run_info.json
-  results.csv                      one row per grid x variant x seed: every test metrics.json key, parameters,
-                                   GMACs, CPU latency, training time (rewritten atomically after each run)
+  splits/leakage-<hash>/{grouped,leaky}/   the leakage study's two training sets and their one test set
+  splits/folds<K>-<hash>/fold<k>/  grouped K-fold cross-validation (--folds K): fold k's recordings held out
+  runs/<grid>/<variant>/seed<s>/   fume train output + test/ (fume evaluate --save-masks) + run_info.json
+                                   (runs/<grid>/<variant>/fold<k>/seed<s>/ with --folds)
+  results.csv                      one row per grid x variant x seed (x fold): every test metrics.json key,
+                                   parameters, GMACs, CPU latency, training time (rewritten atomically after each run)
   environment.json                 machine, versions, preset, wall time of each invocation
+
+The run plan (`plan`) is a flat list of RunSpec, one per run, each with its grid, variant, seed and
+fold: any executor can run them in any order or in parts.
 
 A run is finished when run_info.json (written last) exists and test/metrics.json has every metric
 key; finished runs are skipped when the command is repeated, an unfinished (failed or interrupted)
@@ -25,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from rich.console import Console
 
@@ -52,7 +58,7 @@ log = get_logger(__name__)
 RUN_INFO_FILE = "run_info.json"
 TEST_DIR = "test"
 META_COLUMNS = [
-    "grid", "kind", "group", "variant", "label", "seed", "is_reference", "split", "model", "status", "error",
+    "grid", "kind", "group", "variant", "label", "seed", "fold", "is_reference", "split", "model", "status", "error",
     "run_dir", "config_hash", "overrides",
 ]
 EXTRA_COLUMNS = [
@@ -117,41 +123,103 @@ def data_seed(config: FumeConfig) -> int:
     return config.data.synthetic.seed if config.data.synthetic is not None else 0
 
 
-def place_data(specs: list[RunSpec], out: Path) -> None:
-    """Point every run at its dataset: the generated one under OUT, or the configured one; a
-    random-split variant at the naive split of the same data under OUT/splits."""
+def place_data(specs: list[RunSpec], out: Path, folds: int | None = None) -> None:
+    """Point every run at its data: the generated dataset under OUT, or the configured one; a
+    leakage grid's variants at OUT/splits/leakage-*/<split>; a fold at OUT/splits/folds<K>-*/fold<k>."""
     for spec in specs:
         root, paired = dataset_location(spec.config, out)
-        extra = [f"data.dataset_root={json.dumps(str(root))}"]
-        if spec.variant.split == "random":
-            paired = out / "splits" / f"random-{_short_hash([str(Path(root).resolve()), data_seed(spec.config)])}"
-        extra.append(f"data.paired_dir={json.dumps(str(paired)) if paired is not None else 'null'}")
+        spec.grouped_data = (Path(root), Path(paired) if paired is not None else None)
+        key = _short_hash([str(Path(root).resolve()), str(paired), data_seed(spec.config)])
+        if spec.grid.kind == "leakage":
+            paired = out / "splits" / f"leakage-{key}" / spec.variant.split
+        elif spec.fold is not None:
+            paired = out / "splits" / f"folds{folds}-{key}" / f"fold{spec.fold}"
+        extra = [f"data.dataset_root={json.dumps(str(root))}",
+                 f"data.paired_dir={json.dumps(str(paired)) if paired is not None else 'null'}"]
         spec.config = resolve_paths(override_config(spec.config, extra, spec.title))
 
 
-def write_random_split(config: FumeConfig) -> None:
-    """The naive split of the original work: rows (not recordings) drawn into train/val/test, so
-    augmented copies of one recording land on both sides. Written to data.paired_dir: the split
-    tables and their paired tables (paths relative to the dataset root)."""
-    from fume.data.layout import SPLITS, paired_table_name, read_annotations, split_table_name
-    from fume.data.pairing import pair_table
-    from fume.data.split import assign_splits, split_strata
+# Leakage study: of each test recording, this share of its augmentation ids (rounded down, at least
+# one kept) goes to the leaky training set; the rest is the test set of both conditions.
+LEAKED_SHARE = 0.5
+
+
+def _write_split(out: Path, parts: dict[str, pd.DataFrame], paired: dict[str, pd.DataFrame]) -> None:
+    from fume.data.layout import paired_table_name, split_table_name
     from fume.io import write_csv
 
-    out = config.data.paired_tables_dir
-    if all((out / paired_table_name(s)).is_file() for s in SPLITS):
+    for split, part in parts.items():
+        write_csv(out / split_table_name(split), part.reset_index(drop=True))
+        write_csv(out / paired_table_name(split), paired[split])
+
+
+def write_leakage_splits(root: Path, grouped_paired: Path, out: Path, seed: int) -> None:
+    """The leakage study's data (see the module docstring of the report): `out`/grouped is the
+    grouped split with a test set made of part of each test recording's copies; `out`/leaky is the
+    same plus the other copies of the test recordings in training (their pairs added to the grouped
+    training pairs, which stay as they are). Both hold the same paired test table."""
+    from fume.data.layout import SPLITS, paired_table_name, read_annotations
+    from fume.data.pairing import drop_unlabelled, pair_table
+
+    if all((out / name / paired_table_name(s)).is_file() for name in ("grouped", "leaky") for s in SPLITS):
         return
-    table = read_annotations(config.data.dataset_root).drop(columns=["split"], errors="ignore").reset_index(drop=True)
-    seed = data_seed(config)
-    which = assign_splits(table["class_id"].to_numpy(), None, (0.7, 0.15, 0.15), seed, split_strata(table, grouped=False))
-    for i, split in enumerate(SPLITS):
-        part = table[which == i].reset_index(drop=True)
-        write_csv(out / split_table_name(split), part)
-        write_csv(out / paired_table_name(split), pair_table(part, "random", seed + i, id_prefix=f"{split}-"))
-    log.info(f"naive random (row-level) split of {config.data.dataset_root} written to {out}")
+    tables = {s: read_annotations(root, s) for s in SPLITS}
+    paired = {s: pd.read_csv(grouped_paired / paired_table_name(s), keep_default_na=False, dtype=str) for s in ("train", "val")}
+    test, _ = drop_unlabelled(tables["test"])
+    rng = np.random.default_rng(seed)
+    leaked = np.zeros(len(test), bool)
+    for _, part in test.groupby("original_sample_id", sort=True):
+        augmentations = rng.permutation(np.unique(part["augmentation_id"]))
+        n_leaked = int(len(augmentations) * LEAKED_SHARE) if len(augmentations) > 1 else 0
+        leaked[part.index[part["augmentation_id"].isin(augmentations[:n_leaked])]] = True
+    kept, copies = test[~leaked], test[leaked]
+    paired["test"] = pair_table(kept, "random", seed + 2, id_prefix="test-")
+    _write_split(out / "grouped", {**tables, "test": kept}, paired)
+    leaky_train = pd.concat([paired["train"], pair_table(copies, "random", seed + 3, id_prefix="leak-").astype(str)], ignore_index=True)
+    _write_split(out / "leaky", {**tables, "train": pd.concat([tables["train"], copies]), "test": kept}, {**paired, "train": leaky_train})
+    log.info(f"leakage study: {test['original_sample_id'][leaked].nunique()} test recordings have copies in the leaky training set ({out})")
 
 
-def prepare_data(specs: list[RunSpec], console: Console | None = None) -> None:
+def fold_of_recordings(table: pd.DataFrame, folds: int, seed: int) -> dict[str, int]:
+    """Fold (0..K-1) of each recording (original_sample_id): within each class the recordings,
+    shuffled and then ordered by pH, are dealt to the folds in turn, so every fold gets each class
+    (given K recordings of it) and a spread of its pH levels."""
+    rng = np.random.default_rng(seed)
+    recordings = table.groupby("original_sample_id", sort=True).agg(cls=("class_id", "first"), ph=("ph_value", "first"))
+    recordings["order"] = rng.permutation(len(recordings))
+    fold: dict[str, int] = {}
+    for _, part in recordings.sort_values(["cls", "ph", "order"]).groupby("cls", sort=True):
+        start = int(rng.integers(folds))
+        for i, recording in enumerate(part.index):
+            fold[str(recording)] = (start + i) % folds
+    return fold
+
+
+def write_folds(root: Path, folds: int, out: Path, seed: int) -> None:
+    """Grouped, class-stratified K-fold cross-validation (fold_of_recordings): fold k holds out its
+    recordings as test; the other recordings are split 85/15 into train and val, grouped and
+    stratified as `fume split` does."""
+    from fume.data.layout import SPLITS, paired_table_name, read_annotations
+    from fume.data.pairing import drop_unlabelled, pair_table
+    from fume.data.split import assign_splits, split_strata
+
+    if all((out / f"fold{k}" / paired_table_name(s)).is_file() for k in range(folds) for s in SPLITS):
+        return
+    table, _ = drop_unlabelled(read_annotations(root).drop(columns=["split"], errors="ignore").reset_index(drop=True))
+    recordings = table["original_sample_id"].astype(str)
+    if recordings.nunique() < folds:
+        raise DataError(f"{root}: {recordings.nunique()} recordings cannot make {folds} folds")
+    fold = recordings.map(fold_of_recordings(table, folds, seed)).to_numpy()
+    for k in range(folds):
+        rest = table[fold != k].reset_index(drop=True)
+        which = assign_splits(rest["class_id"].to_numpy(), rest["original_sample_id"].to_numpy(), (0.85, 0.15, 0.0), seed,
+                              split_strata(rest, grouped=True))
+        parts = {"train": rest[which == 0], "val": rest[which == 1], "test": table[fold == k]}
+        _write_split(out / f"fold{k}", parts, {s: pair_table(p, "random", seed + i, id_prefix=f"{s}-") for i, (s, p) in enumerate(parts.items())})
+    log.info(f"{folds} grouped folds of {root} written to {out}")
+
+
+def prepare_data(specs: list[RunSpec], console: Console | None = None, folds: int | None = None) -> None:
     """Generate / split / pair what the runs need, once per dataset, before the first run (the
     generator's progress bar draws on `console`, default stderr)."""
     from fume.data.layout import SPLITS, paired_table_name
@@ -164,23 +232,22 @@ def prepare_data(specs: list[RunSpec], console: Console | None = None) -> None:
         if key in done:
             continue
         done.add(key)
-        if spec.variant.split == "random":
-            grouped = cfg.model_copy(update={"data": cfg.data.model_copy(update={"paired_dir": None})})
-        else:
-            grouped = cfg
+        root, grouped_paired = spec.grouped_data or (cfg.data.dataset_root, cfg.data.paired_dir)
+        grouped = cfg.model_copy(update={"data": cfg.data.model_copy(update={"paired_dir": grouped_paired})})
         if cfg.data.synthetic is not None:
             seeded = grouped.model_copy(update={"experiment": grouped.experiment.model_copy(update={"seed": data_seed(cfg)})})
             prepare_synthetic_dataset(seeded, console)
-        if spec.variant.split == "random":
-            write_random_split(cfg)
-        else:
-            missing = [paired_table_name(s) for s in SPLITS if not (cfg.data.paired_tables_dir / paired_table_name(s)).is_file()]
-            if missing:
-                raise DataError(
-                    f"{spec.title}: {', '.join(missing)} not found in {cfg.data.paired_tables_dir}; split and pair the "
-                    f"dataset first (`fume split {cfg.data.dataset_root}` then `fume pair {cfg.data.dataset_root}`), "
-                    f"or give the config a data.synthetic section to generate one"
-                )
+        missing = [paired_table_name(s) for s in SPLITS if not (grouped.data.paired_tables_dir / paired_table_name(s)).is_file()]
+        if missing:
+            raise DataError(
+                f"{spec.title}: {', '.join(missing)} not found in {grouped.data.paired_tables_dir}; split and pair the "
+                f"dataset first (`fume split {root}` then `fume pair {root}`), "
+                f"or give the config a data.synthetic section to generate one"
+            )
+        if spec.grid.kind == "leakage":
+            write_leakage_splits(Path(root), grouped.data.paired_tables_dir, cfg.data.paired_tables_dir.parent, data_seed(cfg))
+        elif spec.fold is not None:
+            write_folds(Path(root), folds or 0, cfg.data.paired_tables_dir.parent, data_seed(cfg))
 
 
 # ------------------------------------------------------------------ one run
@@ -199,7 +266,9 @@ def train_and_evaluate(spec: RunSpec, run_dir: Path) -> dict[str, Any]:
     if checkpoint is None:
         raise FumeError(f"{spec.title}: training wrote no checkpoint in {run_dir / 'checkpoints'}")
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    evaluate_checkpoint(checkpoint, split="test", out=run_dir / TEST_DIR, save_masks=True, device=device, progress=False)
+    # Temperature scaling fitted on val (stored in the checkpoint), so the report has ECE before and after.
+    evaluate_checkpoint(checkpoint, split="test", out=run_dir / TEST_DIR, save_masks=True, device=device, progress=False,
+                        calibrate=_classifies(spec.config))
     return {
         "train_seconds": round(result.seconds, 1),
         "epochs_run": result.epochs_run,
@@ -208,6 +277,13 @@ def train_and_evaluate(spec: RunSpec, run_dir: Path) -> dict[str, Any]:
         "best_score": result.best_score,
         "checkpoint": str(checkpoint),
     }
+
+
+def _classifies(config: FumeConfig) -> bool:
+    from fume.contract import CLS_OUTPUT
+    from fume.models.checkpoint import build_model
+
+    return CLS_OUTPUT in build_model(config.model).output_names
 
 
 def measure_complexity(config: FumeConfig, settings: ComplexitySettings) -> dict[str, Any]:
@@ -270,7 +346,7 @@ def result_row(spec: RunSpec, run_dir: Path, out: Path, status: str, error: str 
     cfg = spec.config
     row: dict[str, Any] = {
         "grid": spec.grid.name, "kind": spec.grid.kind, "group": spec.variant.group, "variant": spec.variant.name,
-        "label": spec.variant.display, "seed": spec.seed, "is_reference": spec.is_reference, "split": spec.variant.split,
+        "label": spec.variant.display, "seed": spec.seed, "fold": spec.fold, "is_reference": spec.is_reference, "split": spec.variant.split,
         "model": cfg.model.name, "status": status, "error": error,
         "run_dir": os.path.relpath(run_dir, out), "config_hash": config_hash(cfg), "overrides": " ".join(spec.variant.overrides),
         "image_size": f"{cfg.data.image_size[0]}x{cfg.data.image_size[1]}", "num_epochs": cfg.training.num_epochs,
@@ -289,6 +365,12 @@ def result_row(spec: RunSpec, run_dir: Path, out: Path, status: str, error: str 
     return row
 
 
+def _row_keys(table: pd.DataFrame) -> list[tuple[str, str, int, int]]:
+    """(grid, variant, seed, fold) of each results row; fold -1 without folds."""
+    folds = pd.to_numeric(table["fold"], errors="coerce").fillna(-1) if "fold" in table else pd.Series(-1, index=table.index)
+    return [(g, v, int(s), int(f)) for g, v, s, f in zip(table["grid"], table["variant"], table["seed"], folds)]
+
+
 def write_results(rows: list[dict[str, Any]], out: Path) -> Path:
     """Merge `rows` into OUT/results.csv (a row per grid x variant x seed; new rows replace old
     ones of the same key) and write it atomically."""
@@ -298,8 +380,8 @@ def write_results(rows: list[dict[str, Any]], out: Path) -> Path:
     new = pd.DataFrame(rows)
     if path.is_file():
         old = pd.read_csv(path, keep_default_na=False, na_values=[""])
-        keys = set(zip(new["grid"], new["variant"], new["seed"].astype(int)))
-        keep = [(g, v, int(s)) not in keys for g, v, s in zip(old["grid"], old["variant"], old["seed"])]
+        keys = set(_row_keys(new))
+        keep = [k not in keys for k in _row_keys(old)]
         new = pd.concat([old[keep], new], ignore_index=True)
     base = result_columns()
     extra_metrics = [c for c in new.columns if c not in base]
@@ -324,9 +406,11 @@ class ExperimentsResult:
 
 def plan(
     grid_paths: list[str | Path], out: Path, seeds: list[int] | None = None, preset: str | Preset | None = None,
-    overrides: list[str] | tuple[str, ...] = (),
+    overrides: list[str] | tuple[str, ...] = (), folds: int | None = None,
 ) -> tuple[list[RunSpec], Preset]:
-    """Load the grids and validate every variant x seed (nothing is trained or written)."""
+    """Load the grids and validate every variant x seed (x fold) (nothing is trained or written)."""
+    if folds is not None and folds < 2:
+        raise FumeError(f"--folds must be at least 2, got {folds}")
     if not grid_paths:
         raise FumeError("give at least one grid: a shipped name (baselines, ablations, leakage) or a grid file")
     chosen = preset if isinstance(preset, Preset) else get_preset(preset)
@@ -335,11 +419,12 @@ def plan(
     if len(set(names)) != len(names):
         raise FumeError(f"two grid files have the same name: {names}; grid names must differ (they name OUT/runs/<grid>)")
     seeds = seeds if seeds is not None else chosen.seeds
-    specs = expand_grids(grids, seeds, [*chosen.overrides, *overrides])
+    specs = expand_grids(grids, seeds, [*chosen.overrides, *overrides], folds)
     out = Path(out).resolve()
-    place_data(specs, out)
+    place_data(specs, out, folds)
     for spec in specs:
-        spec.run_dir = out / "runs" / spec.grid.name / spec.variant.name / f"seed{spec.seed}"
+        fold = [f"fold{spec.fold}"] if spec.fold is not None else []
+        spec.run_dir = out.joinpath("runs", spec.grid.name, spec.variant.name, *fold, f"seed{spec.seed}")
     return specs, chosen
 
 
@@ -364,6 +449,7 @@ def run_experiments(
     preset: str | Preset | None = None,
     overrides: list[str] | tuple[str, ...] = (),
     console: Console | None = None,
+    folds: int | None = None,
     shard: tuple[int, int] | None = None,
 ) -> ExperimentsResult:
     """Validate every run, prepare the data, then train + evaluate each unfinished run. Progress
@@ -371,7 +457,7 @@ def run_experiments(
     the dataset generator's progress bar draws. With `shard` (k, n) only shard k of n runs."""
     import torch
 
-    specs, chosen = plan(grid_paths, Path(out).resolve(), seeds, preset, overrides)
+    specs, chosen = plan(grid_paths, Path(out).resolve(), seeds, preset, overrides, folds)
     if shard is not None:  # --shard k/n: this machine's part of the grid (fume.workflows.executors)
         from fume.workflows.executors import shard_specs
 
@@ -381,21 +467,21 @@ def run_experiments(
         torch.set_num_threads(chosen.threads)
     try:
         with folder_lock(Path(out).resolve()):  # one `fume experiments` per OUT (each run's train() locks its own folder)
-            return _run_all(specs, chosen, grid_paths, Path(out).resolve(), seeds, preset, overrides, console)
+            return _run_all(specs, chosen, grid_paths, Path(out).resolve(), seeds, preset, overrides, console, folds)
     finally:
         torch.set_num_threads(threads)
 
 
 def _run_all(
     specs: list[RunSpec], chosen: Preset, grid_paths: list[str | Path], out: Path, seeds: list[int] | None,
-    preset: str | Preset | None, overrides: list[str] | tuple[str, ...], console: Console | None,
+    preset: str | Preset | None, overrides: list[str] | tuple[str, ...], console: Console | None, folds: int | None = None,
 ) -> ExperimentsResult:
     start = time.perf_counter()
     started_at = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     preset_name = preset if isinstance(preset, str) or preset is None else "custom"
     log.info(f"{len(specs)} runs validated ({len({config_hash(s.config) for s in specs})} distinct configurations)")
     out.mkdir(parents=True, exist_ok=True)
-    prepare_data(specs, console)
+    prepare_data(specs, console, folds)
 
     finished = finished_runs(out)
 
@@ -445,7 +531,7 @@ def _run_all(
     _record_invocation(out, {
         **environment(preset_name),
         "invocation": {"started_at": started_at, "seconds": round(seconds, 1), "grids": [str(p) for p in grid_paths],
-                       "preset": preset_name, "seeds": seeds, "overrides": list(overrides), "runs": len(specs),
+                       "preset": preset_name, "seeds": seeds, "folds": folds, "overrides": list(overrides), "runs": len(specs),
                        "trained": trained, "skipped": skipped, "failed": len(failed)},
     })
     results = pd.read_csv(results_csv) if results_csv.is_file() else pd.DataFrame(columns=result_columns())
