@@ -33,3 +33,43 @@ def overrides(root: Path, *extra: str) -> list[str]:
 
 def tiny_config(root: Path, *extra: str) -> FumeConfig:
     return resolve_paths(load_config(BASE, overrides(root, *extra)))
+
+
+def write_grid(path: Path, variants: list[dict], name: str = "g") -> Path:
+    """A grid file on the shipped base config (fume.reporting.grid)."""
+    import yaml
+
+    path.write_text(yaml.safe_dump({"name": name, "kind": "ablation", "base": str(BASE), "reference": variants[0]["name"], "variants": variants}))
+    return path
+
+
+def barrier_job(spec, complexity, threads, barrier: str, parties: int = 2, kill: str | None = None):
+    """fume.workflows.executors.run_job in a submitit process, with training made to wait until
+    `parties` runs have started training (files in `barrier`), so those runs overlap whatever the
+    machine's speed; the run of variant `kill` kills its own process after training (a job killed
+    before it could finish). Pickled by value (cloudpickle), so the job process needs no test files."""
+    import os
+    import signal
+    import time
+    from pathlib import Path
+
+    import fume.workflows.experiments as experiments
+    from fume.workflows.executors import run_job
+
+    real = experiments.train_and_evaluate
+
+    def waiting(spec, run_dir):
+        folder = Path(barrier)
+        (folder / spec.variant.name).touch()
+        deadline = time.monotonic() + 600
+        while len(list(folder.iterdir())) < parties:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"barrier: {parties} runs never trained at the same time")
+            time.sleep(0.05)
+        result = real(spec, run_dir)
+        if spec.variant.name == kill:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return result
+
+    experiments.train_and_evaluate = waiting
+    return run_job(spec, complexity, threads)

@@ -10,7 +10,7 @@ With submitit the parent process prepares the data once, moves unfinished run fo
 one job per distinct unfinished configuration, waits for them, then rebuilds results.csv from the run
 folders (collect: what `--collect` does without running anything). A job's stdout and stderr are
 linked from its run folder (RUN_DIR/job.out, job.err; the files themselves stay in
-OUT/submitit/<time>/ with submitit's pickles). run_info.json holds each run's start and end time.
+OUT/submitit/<time of the call>/ with submitit's pickles). run_info.json holds each run's start and end time.
 
 Shards (`--shard k/n`, k = 1..n): runs with identical configurations (fume.reporting.grid.config_hash)
 form one unit, trained once; shard k takes units k, k + n, k + 2n, ... in plan order, so n machines
@@ -25,7 +25,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from fume.errors import ConfigError, FumeError
 from fume.locks import folder_lock
@@ -214,22 +214,27 @@ def make_executor(kind: str, folder: Path, slurm: SlurmSettings | None, runs: in
 
 
 def _error(job: Any) -> str | None:
-    """None when the job returned; else one line: the run's exception, or why the job died."""
+    """None when the job returned; else one line: the run's exception, or that the job died."""
+    from submitit.core.utils import FailedJobError, UncompletedJobError
+
     try:
         exception = job.exception()
-    except Exception as err:  # the job died without a result (killed, out of memory, cancelled)
-        exception = err
+    except UncompletedJobError:  # killed, out of memory, cancelled, past its time
+        return f"job {job.job_id} ended without a result (state {job.state}): killed, out of memory, cancelled or out of time; see its job.err"
     if exception is None:
         return None
-    lines = [line for line in str(exception).splitlines() if line.strip()]
-    return f"{type(exception).__name__}: {lines[-1] if lines else ''}"[:500]
+    if isinstance(exception, FailedJobError):  # the run raised: the traceback's last line is the exception
+        lines = [line for line in str(exception).split("-" * 22)[1].splitlines() if line.strip()] or [str(exception)]
+        return lines[-1][:500]
+    return f"{type(exception).__name__}: {str(exception).splitlines()[0] if str(exception) else ''}"[:500]
 
 
 def run_submitit(
     specs: list[RunSpec], chosen: Preset, out: Path, kind: str, max_parallel: int = 1, slurm: SlurmSettings | None = None,
-    wait: bool = True, console: Any = None,
+    wait: bool = True, console: Any = None, folds: int | None = None, job: Callable[..., dict[str, Any]] | None = None,
 ) -> SubmititResult:
-    """Prepare the data, submit the unfinished runs as submitit jobs, wait, collect."""
+    """Prepare the data, submit the unfinished runs as submitit jobs (`job`, default run_job, is
+    called in each job process with (spec, complexity settings, threads)), wait, collect."""
     from fume.workflows.experiments import move_aside, prepare_data
 
     if max_parallel < 1:
@@ -238,7 +243,7 @@ def run_submitit(
     out = Path(out).resolve()
     with folder_lock(out):
         out.mkdir(parents=True, exist_ok=True)
-        prepare_data(specs, console)
+        prepare_data(specs, console, **({"folds": folds} if folds is not None else {}))
         pending, skipped = pending_units(specs, out)
         for spec in pending:
             if Path(spec.run_dir).exists():
@@ -251,24 +256,24 @@ def run_submitit(
             arguments = [(spec, chosen.complexity, chosen.threads) for spec in pending]
             log.info(f"{len(pending)} runs to train ({skipped} finished before) through {kind}; job files in {folder}")
             if kind == "slurm":
-                jobs = executor.map_array(run_job, *zip(*arguments))  # one job array
-                job_ids = [job.job_id for job in jobs]
+                jobs = executor.map_array(job or run_job, *zip(*arguments))  # one job array
+                job_ids = [handle.job_id for handle in jobs]
                 log.info(f"submitted SLURM job array {job_ids[0].split('_')[0]} ({len(jobs)} runs)")
                 if not wait:
                     return collect(specs, out, {}, trained=0, skipped=skipped, start=start, job_ids=job_ids)
                 finished_jobs = list(zip(pending, jobs))
             else:
-                finished_jobs = _run_locally(executor, arguments, max_parallel)
-                job_ids = [job.job_id for _, job in finished_jobs]
-            for spec, job in finished_jobs:
-                message = _error(job)
+                finished_jobs = _run_locally(executor, job or run_job, arguments, max_parallel)
+                job_ids = [handle.job_id for _, handle in finished_jobs]
+            for spec, handle in finished_jobs:
+                message = _error(handle)
                 if message is not None:
                     errors[config_hash(spec.config)] = message
                     log.error(f"{spec.title} failed: {message}")
         return collect(specs, out, errors, trained=len(pending) - len(errors), skipped=skipped, start=start, job_ids=job_ids)
 
 
-def _run_locally(executor: Any, arguments: list[tuple], max_parallel: int) -> list[tuple[RunSpec, Any]]:
+def _run_locally(executor: Any, job: Callable[..., Any], arguments: list[tuple], max_parallel: int) -> list[tuple[RunSpec, Any]]:
     """Each run as its own process, at most `max_parallel` at once (submitit's local executor
     starts a job when it is submitted, so the queue is kept here)."""
     queue = list(arguments)
@@ -277,12 +282,12 @@ def _run_locally(executor: Any, arguments: list[tuple], max_parallel: int) -> li
     while queue or running:
         while queue and len(running) < max_parallel:
             args = queue.pop(0)
-            running.append((args[0], executor.submit(run_job, *args)))
+            running.append((args[0], executor.submit(job, *args)))
             log.info(f"{args[0].title}: started as process {running[-1][1].job_id}")
         time.sleep(POLL_S)
         still = []
-        for spec, job in running:
-            (done if job.done() else still).append((spec, job))
+        for spec, handle in running:
+            (done if handle.done() else still).append((spec, handle))
         running = still
     return done
 
@@ -326,10 +331,45 @@ def dry_run_lines(specs: list[RunSpec], out: Path, kind: str, slurm: SlurmSettin
     out = Path(out).resolve()
     pending, skipped = pending_units(specs, out)
     runs = len(pending) or len(specs)
-    folder = out / SUBMITIT_DIR / "<time>"
+    folder = out / SUBMITIT_DIR / "YYYYmmdd-HHMMSS"  # the time of the submission
     params = slurm_parameters(slurm or SlurmSettings(), f"fume-{out.name}", runs)
     return [f"SLURM: one job array of {runs} runs ({skipped} finished before are skipped); sbatch file:", sbatch_text(params, folder, runs)]
 
 
 def json_plan(specs: list[RunSpec]) -> str:
     return json.dumps(plan_records(specs), indent=2)
+
+
+def run_grid(
+    grid_paths: list[str | Path], out: str | Path, seeds: list[int] | None = None, preset: str | Preset | None = None,
+    overrides: list[str] | tuple[str, ...] = (), executor: str = "local", shard: tuple[int, int] | None = None,
+    max_parallel: int = 1, slurm: SlurmSettings | None = None, wait: bool = True, console: Any = None, folds: int | None = None,
+    collect_only: bool = False,
+) -> Any:
+    """`fume experiments` with any executor (local: fume.workflows.experiments.run_experiments), on
+    shard k of n of the grid; `collect_only` rebuilds results.csv from the run folders, running nothing."""
+    from fume.workflows.experiments import _record_invocation, environment, plan, run_experiments
+
+    if executor not in EXECUTORS:
+        raise ConfigError(f"--executor {executor!r}: choose one of {', '.join(EXECUTORS)}")
+    fold_kwargs = {"folds": folds} if folds is not None else {}
+    if executor == "local" and not collect_only:
+        return run_experiments(grid_paths, out, seeds, preset, overrides, console=console, shard=shard, **fold_kwargs)
+    out = Path(out).resolve()
+    specs, chosen = plan(grid_paths, out, seeds, preset, overrides, **fold_kwargs)
+    specs = shard_specs(specs, shard)
+    started_at = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    if collect_only:
+        with folder_lock(out):
+            result = collect(specs, out, skipped=None, start=time.perf_counter())
+        return result
+    result = run_submitit(specs, chosen, out, executor, max_parallel, slurm, wait, console, folds)
+    preset_name = preset if isinstance(preset, str) or preset is None else "custom"
+    _record_invocation(out, {
+        **environment(preset_name),
+        "invocation": {"started_at": started_at, "seconds": round(result.seconds, 1), "grids": [str(p) for p in grid_paths],
+                       "preset": preset_name, "seeds": seeds, "folds": folds, "overrides": list(overrides), "runs": len(specs),
+                       "executor": executor, "shard": f"{shard[0]}/{shard[1]}" if shard else None, "jobs": result.job_ids,
+                       "trained": result.trained, "skipped": result.skipped, "failed": len(result.failed)},
+    })
+    return result
