@@ -186,3 +186,36 @@ def test_export_for_labelling_round_trip(tmp_path: Path) -> None:
     for (_, a), (_, b) in zip(first.iterrows(), second.iterrows(), strict=True):
         assert np.array_equal(load_frame(root / a["frame_path"]), load_frame(again / b["frame_path"]))
         assert np.array_equal(load_mask(root / a["mask_path"]), load_mask(again / b["mask_path"]))
+
+
+def test_16bit_recording_round_trip_through_cvat(tmp_path: Path) -> None:
+    """One recording of 16-bit frames out to CVAT (--recording) and back in: counts unchanged, the
+    other recording left out of the export."""
+    from fume.contract import GAS
+    from fume.data.frames import write_frame
+    from fume.data.importers import EXPORT_COLOURS
+
+    root = tmp_path / "root"
+    counts = [np.random.default_rng(k).integers(6000, 9000, (H, W)).astype(np.uint16) for k in range(3)]
+    for k, frame in enumerate(counts):
+        write_frame(tmp_path / "frames16" / f"f{k}", frame)
+    for rid in ("cow1", "cow2"):
+        result = run("import-recording", tmp_path / "frames16", "--gas", "co2", "--ph", "6.5", "--out", root, "--recording-id", rid)
+        assert result.exit_code == 0, result.output
+    result = run("export-for-labelling", root, "--out", tmp_path / "cvat", "--recording", "cow2")
+    assert result.exit_code == 0, result.output
+    exported = sorted((tmp_path / "cvat" / "JPEGImages").glob("*.png"))
+    assert len(exported) == 3 and all(load_frame(p).dtype == np.uint16 for p in exported)
+    for k, path in enumerate(exported):  # a labeller draws gas in CVAT
+        save(tmp_path / "cvat" / "SegmentationClass" / path.name, np.where(mask_of(k)[..., None] == 2, EXPORT_COLOURS[GAS], (0, 0, 0)).astype(np.uint8))
+    result = run("import-layout", tmp_path / "cvat", "--format", "cvat-mask", "--out", root, "--gas", "co2", "--ph", "6.5", "--recording-id", "cow2")
+    assert result.exit_code == 0, result.output
+    table = pd.read_csv(root / "annotations.csv", keep_default_na=False)
+    labelled = table[table["original_sample_id"] == "cow2"]
+    assert len(labelled) == 3 and (labelled["mask_path"] != "").all()  # the unlabelled rows were replaced
+    assert (table[table["original_sample_id"] == "cow1"]["mask_path"] == "").all()
+    for k, row in enumerate(labelled.sort_values("frame_path").itertuples()):
+        np.testing.assert_array_equal(load_frame(root / row.frame_path), counts[k])
+        np.testing.assert_array_equal(load_mask(root / row.mask_path) == 2, mask_of(k) == 2)
+    result = run("export-for-labelling", root, "--out", tmp_path / "none", "--recording", "cow9")
+    assert result.exit_code == 1 and "has no frames of recording cow9" in str(result.exception)

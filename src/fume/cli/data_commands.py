@@ -240,11 +240,12 @@ def export_for_labelling_command(
     fmt: str = typer.Option("cvat-mask", "--format", help="cvat-mask (CVAT 'Segmentation mask 1.1')"),
     out_dir: Path = typer.Option(..., "--out", help="Folder to write the CVAT export into."),
     gas: str = typer.Option(None, "--gas", help="Only this gas (co2 | ch4)."),
+    recording: str = typer.Option(None, "--recording", help="Only this recording (original_sample_id): one CVAT task per recording."),
 ) -> None:
     """Write frames and masks as a CVAT mask export, to label in CVAT and bring back with import-layout."""
     from fume.cli import check_out_folder
     from fume.data.importers import export_for_labelling
 
     check_out_folder(out_dir)
-    n = export_for_labelling(root, fmt, out_dir, gas=gas)
+    n = export_for_labelling(root, fmt, out_dir, gas=gas, recording=recording)
     out.print(f"wrote {n} frame(s), their masks and labelmap.txt to {out_dir} (CVAT: import as 'Segmentation mask 1.1')")

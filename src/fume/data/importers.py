@@ -317,9 +317,9 @@ def import_layout(
 
 def export_for_labelling(
     root: str | os.PathLike, fmt: str, out: str | os.PathLike, gas: str | None = None,
-    progress: Callable[[int], None] | None = None,
+    progress: Callable[[int], None] | None = None, recording: str | None = None,
 ) -> int:
-    """Write the frames of `root` (one gas, or all) and their masks as a CVAT 'Segmentation mask 1.1'
+    """Write the frames of `root` (one gas and/or one recording, or all) and their masks as a CVAT 'Segmentation mask 1.1'
     export in `out`: labelmap.txt, JPEGImages/<name>.png (gray), SegmentationClass/<name>.png (RGB
     colours of EXPORT_COLOURS; all background where a row has no mask) and
     ImageSets/Segmentation/default.txt. Returns the number of frames written."""
@@ -334,8 +334,11 @@ def export_for_labelling(
         if gas not in GASES:
             raise DataError(f"unknown --gas {gas!r}; expected one of {list(GASES)}")
         table = table[table["gas_type"] == gas]
+    if recording is not None:  # one recording per CVAT task: it comes back with import-layout --recording-id
+        table = table[table["original_sample_id"].astype(str) == str(recording)]
     if table.empty:
-        raise DataError(f"{root} has no frames{f' of gas {gas}' if gas else ''} to export")
+        which = " and".join(w for w in (f" of gas {gas}" if gas else "", f" of recording {recording}" if recording else "") if w)
+        raise DataError(f"{root} has no frames{which} to export")
     names = [Path(p).stem for p in table["frame_path"]]
     if len(set(names)) < len(names):
         names = [str(Path(p).with_suffix("")).replace("\\", "/").replace("/", "__") for p in table["frame_path"]]
