@@ -3,9 +3,9 @@ models (fume.models.pretrained describes the folder; `huggingface-cli upload` se
 
 The test metrics come from RUN_DIR/test/metrics.json (what `fume experiments` leaves); a run
 without them is first evaluated on its test split into RUN_DIR/test (with masks, for the mIoU
-interval). The card's intervals are percentile bootstrap 95 % intervals over the test pairs
-(2000 resamples, fixed seed), recomputed from predictions.csv and the saved masks exactly as the
-evaluation computes the metric (fume.reporting.stats). The ONNX files come from `fume export`
+interval). The card's 95 % intervals of mIoU and balanced accuracy resample the test recordings
+(2000 resamples, fixed seed), as `fume report` does (fume.reporting.stats), from predictions.csv
+and the saved masks. The ONNX files come from `fume export`
 (fume.workflows.export), so they carry its parity check against PyTorch.
 
 Nothing appears in DIR until every file is written (fume.io.staged_dir).
@@ -58,24 +58,19 @@ def run_checkpoint(run_dir: Path) -> Path:
     raise FumeError(f"{run_dir} holds no checkpoints/best.ckpt or last.ckpt; give a run folder written by fume train or fume experiments")
 
 
-def bootstrap_intervals(run_dir: Path, num_classes: int, num_seg_classes: int, seed: int = 0) -> dict[str, tuple[float, float]]:
-    """Bootstrap 95 % intervals of balanced accuracy and mIoU on RUN_DIR/test (those the run has)."""
-    import numpy as np
-
+def bootstrap_intervals(run_dir: Path, num_classes: int, num_seg_classes: int) -> dict[str, tuple[float, float]]:
+    """95 % intervals of balanced accuracy and mIoU on RUN_DIR/test (those the run has), with the
+    recordings as the unit of resampling, as `fume report` computes them (fume.reporting.stats)."""
     from fume.reporting.pairs import load_pair_stats
-    from fume.reporting.stats import balanced_accuracy_weighted, miou_weighted, percentile_interval, resample_counts
+    from fume.reporting.stats import balanced_accuracy_stat, miou_stat, recording_bootstrap
 
     stats = load_pair_stats(run_dir, num_seg_classes)
-    weights = resample_counts(len(stats.y_true), RESAMPLES, seed)
-    ones = np.ones(len(stats.y_true))
     out: dict[str, tuple[float, float]] = {}
     if stats.y_pred is not None:
-        full = float(balanced_accuracy_weighted(stats.y_true, stats.y_pred, ones, num_classes))
-        ci = percentile_interval(full, balanced_accuracy_weighted(stats.y_true, stats.y_pred, weights, num_classes))
+        ci = recording_bootstrap([balanced_accuracy_stat(stats.y_true, stats.y_pred, num_classes)], [], stats.recordings, RESAMPLES)
         out["balanced_accuracy"] = (ci.low, ci.high)
-    if stats.intersection is not None:
-        full = float(miou_weighted(stats.intersection, stats.union, ones))
-        ci = percentile_interval(full, miou_weighted(stats.intersection, stats.union, weights))
+    if stats.gas_intersection is not None:
+        ci = recording_bootstrap([miou_stat(stats.gas_intersection, stats.gas_union)], [], stats.recordings, RESAMPLES)
         out["miou"] = (ci.low, ci.high)
     return out
 
@@ -203,8 +198,8 @@ Seed {config.experiment.seed}, {config.training.num_epochs} epochs at most, batc
 
 ## Evaluation
 
-Test split ({metrics.get("num_samples", "?")} pairs), scores in %; 95 % interval: percentile bootstrap over the test
-pairs ({RESAMPLES} resamples), given for mIoU and balanced accuracy.
+Test split ({metrics.get("num_samples", "?")} pairs), scores in %; 95 % interval of mIoU and balanced accuracy: bootstrap over
+the test recordings ({RESAMPLES} resamples; copies of one recording are not independent evidence).
 
 | Metric | Value | 95 % interval |
 |---|---|---|
