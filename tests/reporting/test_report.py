@@ -83,8 +83,9 @@ def test_every_table_is_written_in_three_formats(report):
 
 def test_efficiency_table_rows_columns_and_mean_std(report):
     table = pd.read_csv(report.tables["efficiency"]["csv"])
-    assert table["Model"].tolist() == ["FUME", "Seg only", "Cls only"]  # the failed run is left out
-    assert table["Seeds"].tolist() == [2, 2, 2]
+    # the failed run is left out; the plume-area baselines are rows of the quality table
+    assert table["Model"].tolist() == ["FUME", "Seg only", "Cls only", "Area LR (ground-truth masks)", "Area LR (predicted masks, two-stage)"]
+    assert table["Seeds"].tolist() == [2, 2, 2, 2, 2]
     for header in ("Penalised", "Excluded", "Rec. bal. acc. (%)", "Off-by-two (%)", "ECE (%)", "Δ mIoU", "Δ Bal. acc."):
         assert header in table.columns or f"{header} mean" in table.columns, header
     for header in ("Accuracy (%)", "mIoU (%)", "Dice (%)", "HD95 (px)", "ASD (px)", "Params (M)", "GMACs", "CPU latency (ms)", "CPU FPS"):
@@ -97,6 +98,31 @@ def test_efficiency_table_rows_columns_and_mean_std(report):
     assert "| FUME | 2 | 80.0 ± 14.1 |" in markdown  # accuracy 0.7 / 0.9
     assert "image diagonal" in markdown
     assert "n/a" in markdown
+
+
+def test_area_baseline_equals_sklearn_on_the_masks(report, experiments: Path, tiny_dataset: Path):
+    from PIL import Image
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import balanced_accuracy_score
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    def features(table: pd.DataFrame, base: dict[str, Path], columns: tuple[str, str]) -> np.ndarray:
+        out = []
+        for _, row in table.iterrows():
+            areas = [(np.asarray(Image.open(base[c] / row[c])) == 2).mean() if isinstance(row[c], str) and row[c] else np.nan for c in columns]
+            out.append([np.nan_to_num(areas[0]), np.nan_to_num(areas[1]), np.isfinite(areas[0]), np.isfinite(areas[1])])
+        return np.asarray(out, dtype=float)
+
+    train = pd.read_csv(tiny_dataset / "paired_train_annotations.csv", keep_default_na=False)
+    test = pd.read_csv(experiments / "runs/baselines/fume/seed0/test/predictions.csv", keep_default_na=False)
+    root = {"co2_mask": tiny_dataset, "ch4_mask": tiny_dataset}
+    model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000, class_weight="balanced"))
+    model.fit(features(train, root, ("co2_mask", "ch4_mask")), train["class_id"])
+    expected = balanced_accuracy_score(test["class_id"], model.predict(features(test, root, ("co2_mask", "ch4_mask"))))
+    table = pd.read_csv(report.tables["efficiency"]["csv"]).set_index("Model")
+    assert table.at["Area LR (ground-truth masks)", "Bal. acc. (%) mean"] == pytest.approx(100 * expected)
+    assert np.isfinite(table.at["Area LR (predicted masks, two-stage)", "Bal. acc. (%) mean"])
 
 
 def test_per_class_and_ablation_tables(report):

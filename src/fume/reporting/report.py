@@ -181,6 +181,34 @@ def reference_intervals(ok: pd.DataFrame, grids: list[str], kinds: dict[str, str
     return rows, significant
 
 
+AREA_LABELS = {"ground_truth": "Area LR (ground-truth masks)", "predicted": "Area LR (predicted masks, two-stage)"}
+
+
+def area_baseline_rows(experiments_dir: Path, reference: pd.DataFrame, class_names: list[str], warnings: list[str]) -> pd.DataFrame:
+    """Rows shaped like results.csv rows for the plume-area logistic regression
+    (fume.evaluation.area_baseline) of each reference run: fitted on the run's training split,
+    scored on its test pairs from the ground-truth masks and from the run's predicted masks."""
+    from fume.config import load_config
+    from fume.data.dataset import read_paired_table
+    from fume.evaluation.area_baseline import area_baselines
+
+    rows = []
+    for _, run in reference.iterrows():
+        run_dir = experiments_dir / run["run_dir"]
+        try:
+            config = load_config(run_dir / "config.yaml")
+            train = read_paired_table(config.data.paired_table("train"))
+            predictions = pd.read_csv(run_dir / "test" / "predictions.csv", keep_default_na=False, na_values=[""])
+            scores = area_baselines(train, Path(config.data.dataset_root), predictions, run_dir / "test", class_names)
+        except (FumeError, OSError, ValueError) as err:
+            warnings.append(f"{run['run_dir']}: no plume-area baseline ({err})")
+            continue
+        for kind, values in scores.items():
+            rows.append({**{k: run[k] for k in ("grid", "kind", "seed", "fold") if k in run}, "variant": f"area_lr_{kind}",
+                         "label": AREA_LABELS[kind], "group": "baseline", "is_reference": False, "run_dir": "", **values})
+    return pd.DataFrame(rows)
+
+
 def _mark_deltas(table: rtab.Table, grid: str, label_header: str, significant: dict[tuple[str, str], tuple[bool, bool]]) -> None:
     """Append * to the Δ columns of the rows whose Holm-adjusted difference is significant."""
     for i, label in enumerate(table.display[label_header]):
@@ -228,7 +256,13 @@ def build_report(experiments_dir: str | Path, out: str | Path | None = None, res
     tables_dir, figures_dir = out / "tables", out / "figures"
     sections: list[str] = []
 
+    folds = pd.to_numeric(ok["fold"], errors="coerce").nunique() if "fold" in ok else 0
+    over = f"{folds} folds x seeds" if folds else "seeds"
+
     def add_table(name: str, table: rtab.Table) -> str:
+        if folds:  # each row's runs are folds x seeds
+            table.numeric = table.numeric.rename(columns={"Seeds": "Folds x seeds"})
+            table.display = table.display.rename(columns={"Seeds": "Folds x seeds"})
         paths = rtab.write_table(table, tables_dir / name)
         result.tables[name] = paths
         links = " · ".join(f"[{fmt.upper()}]({os.path.relpath(p, out)})" for fmt, p in paths.items())
@@ -250,13 +284,24 @@ def build_report(experiments_dir: str | Path, out: str | Path | None = None, res
     label_cols = [("Model", "label")]
     rows, significant = reference_intervals(ok, grids, kinds, pairs, len(class_names), resamples, warnings)
 
+    # A simple baseline in every report: plume-area logistic regression beside the reference model.
+    base_grid = next((g for g in grids if kinds[g] == "comparison"), next((g for g in grids if kinds[g] != "leakage"), None))
+    base_reference = ok[(ok["grid"] == base_grid) & ok["is_reference"]] if base_grid is not None else ok.iloc[:0]
+    area_rows = area_baseline_rows(experiments_dir, base_reference, class_names, warnings) if len(base_reference) else pd.DataFrame()
+    area_note = ("Area LR: logistic regression on the gas-plume areas of both frames (fraction of the frame, and which gases are "
+                 "present), fitted on the training split's ground-truth masks, applied to the test pairs' ground-truth masks (the "
+                 "ceiling the label physics allows an area-only decision) and to the reference model's predicted masks (two-stage).")
+
     # 1. Comparison: efficiency / quality, per-class F1, figures.
     if not comparison.empty:
         text = "## Models compared\n\n"
         comparison_grids = list(dict.fromkeys(comparison["grid"]))
         reference = comparison[comparison["is_reference"]] if len(comparison_grids) == 1 else comparison.iloc[:0]
-        t = rtab.summary_table("Quality and efficiency (test split, mean ± std over seeds)", comparison, rtab.EFFICIENCY_COLUMNS, label_cols,
+        with_areas = pd.concat([comparison, area_rows], ignore_index=True)
+        t = rtab.summary_table(f"Quality and efficiency (test split, mean ± std over {over})", with_areas, rtab.EFFICIENCY_COLUMNS, label_cols,
                                delta_against=reference if len(reference) else None, delta_keys=DELTA_KEYS if len(reference) else ())
+        if len(area_rows):
+            t.notes.append(area_note)
         if len(reference):
             _mark_deltas(t, comparison_grids[0], "Model", significant)
             t.notes.append("Δ: difference of the means against the reference in percentage points; * = significant after the Holm "
@@ -269,7 +314,7 @@ def build_report(experiments_dir: str | Path, out: str | Path | None = None, res
                        f"latency is the median of timed eager PyTorch calls on the experiments machine ({_threads(comparison)} torch thread(s)). "
                        "HD95 / ASD of the gas plume in pixels at native resolution.")
         text += add_table("efficiency", t)
-        t = rtab.summary_table("Per-class F1, macro F1 and balanced accuracy (test split)", comparison, rtab.F1_COLUMNS, label_cols)
+        t = rtab.summary_table("Per-class F1, macro F1 and balanced accuracy (test split)", with_areas, rtab.F1_COLUMNS, label_cols)
         text += add_table("per_class_f1", t)
         labels, means, stds = [], [], []
         for _, part in _variants(comparison):
@@ -287,6 +332,12 @@ def build_report(experiments_dir: str | Path, out: str | Path | None = None, res
             text += add_figure(rfig.radar_chart(axes, series, "Classification per class (%)", figures_dir / "f1_radar"),
                                "Per-class F1, macro F1 and balanced accuracy (%) of each classifying model")
         sections.append(text)
+
+    elif len(area_rows):
+        t = rtab.summary_table(f"Quality against a plume-area baseline (test split, mean ± std over {over})",
+                               pd.concat([base_reference, area_rows], ignore_index=True), rtab.ABLATION_COLUMNS, label_cols)
+        t.notes.append(area_note)
+        sections.append("## A simple baseline\n\n" + add_table("area_baseline", t))
 
     # 2. Ablations.
     if not ablation.empty:

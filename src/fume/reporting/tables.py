@@ -42,6 +42,7 @@ EFFICIENCY_COLUMNS = [
     Column("Rec. bal. acc. (%)", "recording_balanced_accuracy"),
     Column("Off-by-two (%)", "off_by_two_rate"),
     Column("ECE (%)", "ece"),
+    Column("ECE at T=1 (%)", "ece_uncalibrated"),
     Column("Params (M)", "params", 1e-6, 2),
     Column("GMACs", "gmacs", 1.0, 2),
     Column("CPU latency (ms)", "latency_ms", 1.0, 1),
