@@ -127,9 +127,11 @@ def prepare_onnx(model: Any, config: Any, size: tuple[int, int], work: Path, nam
         export_onnx(model, fp32, size=size)
     files = {"onnxruntime": str(fp32)}
     if int8:
-        names = [i.name for i in onnx.load(str(fp32), load_external_data=False).graph.input]
+        plain = work / f"{name}.for_int8.onnx"  # without the fp32-only gate spreads (onnx.export_onnx)
+        export_onnx(model, plain, size=size, for_int8=True)
+        names = [i.name for i in onnx.load(str(plain), load_external_data=False).graph.input]
         out = work / f"{name}.int8.onnx"
-        quantize_int8(fp32, out, _ListReader(calibration, names), work)
+        quantize_int8(plain, out, _ListReader(calibration, names), work)
         files["onnxruntime-int8"] = str(out)
     return files
 

@@ -35,15 +35,21 @@ PARITY_MAX_ABS_DIFF = 1e-4
 PARITY_MIN_AGREEMENT = 0.999  # smallest allowed share of pixels (and pairs) with the same argmax
 
 
-def export_onnx(model: nn.Module, path: str | Path, size: tuple[int, int] = (640, 480), opset: int = DEFAULT_OPSET) -> list[str]:
-    """Write `model` (put in eval mode) to `path` for frames of size (W, H); returns the output names."""
+def export_onnx(
+    model: nn.Module, path: str | Path, size: tuple[int, int] = (640, 480), opset: int = DEFAULT_OPSET, for_int8: bool = False
+) -> list[str]:
+    """Write `model` (put in eval mode) to `path` for frames of size (W, H); returns the output names.
+    `for_int8`: the graph to quantize, without the gate spreads that only pay in ONNX Runtime's
+    fp32 blocked layout (fume.models.blocks.spread_for_export); it computes the same."""
+    from fume.models.blocks import spread_gates_on_export
+
     model.eval()
     example = example_pair(size, batch=1)
     with torch.no_grad():
         output_names = list(model(*example))
 
     def export(tmp: Path) -> None:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), spread_gates_on_export(not for_int8):
             # Frame sizes are constants of the exported graph by design (see the module docstring).
             warnings.simplefilter("ignore", torch.jit.TracerWarning)
             warnings.simplefilter("ignore", DeprecationWarning)
@@ -91,10 +97,10 @@ def add_metadata(onnx_path: Path, config: Any, size: tuple[int, int]) -> None:
     write_with(onnx_path, lambda tmp: onnx.save(model, str(tmp)))
 
 
-def export_fp32(model: Any, config: Any, path: Path, size: tuple[int, int], opset: int | None = None) -> list[str]:
-    """Export `model` to `path` with FUME's metadata; returns the output names."""
+def export_fp32(model: Any, config: Any, path: Path, size: tuple[int, int], opset: int | None = None, for_int8: bool = False) -> list[str]:
+    """Export `model` to `path` with FUME's metadata; returns the output names (for_int8: see export_onnx)."""
     try:
-        names = export_onnx(model, path, size=size, opset=opset or DEFAULT_OPSET)
+        names = export_onnx(model, path, size=size, opset=opset or DEFAULT_OPSET, for_int8=for_int8)
     except ValueError as err:  # e.g. a frame size that is not a multiple of 32
         raise ConfigError(f"cannot export at {size[0]}x{size[1]}: {err}") from None
     add_metadata(path, config, size)

@@ -18,7 +18,17 @@ from fume.data.dataset import read_paired_table
 from fume.errors import ConfigError, DataError
 from fume.evaluation.engine import evaluate_predictors
 from fume.inference.backends import OnnxBackend
-from fume.inference.onnx import PARITY_MAX_ABS_DIFF, PARITY_MIN_AGREEMENT, ParityReport, add_metadata, check_parity, export_fp32, opset_of
+from fume.inference.onnx import (
+    DEFAULT_OPSET,
+    PARITY_MAX_ABS_DIFF,
+    PARITY_MIN_AGREEMENT,
+    ParityReport,
+    add_metadata,
+    check_parity,
+    export_fp32,
+    export_onnx,
+    opset_of,
+)
 from fume.inference.predictor import Predictor
 from fume.inference.quantize import DEFAULT_CALIBRATION_PAIRS, CalibrationReader, item_inputs, paired_dataset, pick_evenly, quantize_int8
 from fume.io import staged_dir, write_json
@@ -119,7 +129,9 @@ def export_checkpoint(
             int8 = staging / result.int8_path.name
             indices = pick_evenly(len(calib_set), calibration_pairs)
             tick = progress("calibrating int8", len(indices)) if progress else None
-            quantize_int8(fp32, int8, CalibrationReader(calib_set, indices, tick), Path(work))
+            plain = Path(work) / "for_int8.onnx"  # the same network without the fp32-only gate spreads
+            export_onnx(model, plain, size, opset or DEFAULT_OPSET, for_int8=True)
+            quantize_int8(plain, int8, CalibrationReader(calib_set, indices, tick), Path(work))
             add_metadata(int8, config, size)
             tick = progress("validating fp32 and int8", 2 * len(val_table)) if progress else None
             predictors = {
