@@ -235,7 +235,7 @@ class QualitativePicker:
             return
         row = {"sample_id": pair.pair.sample_id, "true_class": true_class, "pred_class": prediction.class_id}
         for gas in GASES:
-            row[f"{gas}_frame"], row[f"{gas}_mask"] = pair.frames[gas], pair.masks[gas]
+            row[f"{gas}_frame"], row[f"{gas}_mask"] = prediction.gases[gas].display, pair.masks[gas]  # as the model saw it, 8-bit
             row[f"{gas}_pred"] = prediction.gases[gas].mask
         picked.append(row)
 
