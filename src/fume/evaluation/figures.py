@@ -256,3 +256,35 @@ def plot_reliability(probs: np.ndarray, y_true: np.ndarray, path: str | os.PathL
     bottom.bar(centres, count, width=width, edgecolor="0.2", color="0.6")
     bottom.set(xlim=(0, 1), xlabel="top class probability", ylabel="pairs")
     return save_figure(fig, path)
+
+
+def plot_gradcam_grid(rows: Sequence[dict[str, Any]], class_names: Sequence[str], path: str | os.PathLike) -> Path:
+    """One row per pair: the CO2 and the CH4 frame (8-bit display), each with the Grad-CAM map of
+    the predicted class over it (row dicts: co2_frame, ch4_frame, cam (H, W) in [0, 1], true_class,
+    pred_class, optionally sample_id; see fume.evaluation.gradcam)."""
+    if not rows:
+        raise ValueError("Grad-CAM grid needs at least one row")
+    fig = new_figure((8.8, 2.4 * len(rows) + 0.4), layout="constrained")
+    axes = np.atleast_2d(fig.subplots(len(rows), 4))
+    for r, (row, line) in enumerate(zip(rows, axes)):
+        true_name, pred_name = _class_name(row.get("true_class"), class_names), _class_name(row.get("pred_class"), class_names)
+        for k, gas in enumerate(("co2", "ch4")):
+            frame = _image(row.get(f"{gas}_frame"), r, f"{gas}_frame")
+            plain, overlaid = line[2 * k], line[2 * k + 1]
+            for ax in (plain, overlaid):
+                ax.set_xticks([])
+                ax.set_yticks([])
+            label = _GAS_LABELS[gas]
+            plain.set_title(f"{label} input", fontsize="small")
+            overlaid.set_title(f"{label} + Grad-CAM ({pred_name})", fontsize="small")
+            if frame is None:
+                for ax in (plain, overlaid):
+                    ax.text(0.5, 0.5, f"{label} missing", ha="center", va="center", transform=ax.transAxes)
+                    ax.set_facecolor("0.85")
+                continue
+            plain.imshow(frame, cmap="gray")
+            overlaid.imshow(frame, cmap="gray")
+            overlaid.imshow(_image(row["cam"], r, "cam"), cmap="jet", alpha=0.45, vmin=0, vmax=1)
+        line[0].set_ylabel(f"{row.get('sample_id', '')}\ntrue {true_name}", fontsize="small",
+                           color="tab:green" if true_name == pred_name else "tab:red")
+    return save_figure(fig, path)

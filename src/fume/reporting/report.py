@@ -549,7 +549,35 @@ def _per_run_figures(experiments_dir: Path, ok: pd.DataFrame, class_names: list[
             stem = figures_dir / "qualitative" / name.lower()
             paths = [plot_qualitative_grid(rows, class_names, stem.with_suffix(ext)) for ext in (".png", ".pdf")]
             text += add_figure(paths, f"{row['label']} on {name} test pairs: CO₂ and CH₄ input, ground truth, prediction, predicted class")
+            cam = _gradcam_figure(experiments_dir / row["run_dir"], rows, class_names, figures_dir / "gradcam" / name.lower(), warnings)
+            if cam:
+                text += add_figure(cam, f"Where {row['label']} looks on the same {name} pairs: Grad-CAM of the predicted class on the fused "
+                                        "context (one map, drawn over both frames)")
     return text
+
+
+def _gradcam_figure(run_dir: Path, rows: list[dict[str, Any]], class_names: list[str], stem: Path, warnings: list[str]) -> list[Path]:
+    """Grad-CAM (fume.evaluation.gradcam) of the run's checkpoint on the qualitative pairs, PNG and PDF."""
+    from fume.evaluation.figures import plot_gradcam_grid
+    from fume.evaluation.gradcam import gradcam_pairs
+    from fume.models.checkpoint import load_model_from_checkpoint
+
+    info = run_dir / "run_info.json"
+    named = json.loads(info.read_text(encoding="utf-8")).get("checkpoint") if info.is_file() else None
+    candidates = [Path(named)] if named else []
+    candidates += [run_dir / "checkpoints" / n for n in ("best.ckpt", "last.ckpt")]
+    checkpoint = next((c for c in candidates if c.is_file()), None)
+    if checkpoint is None:
+        warnings.append(f"{run_dir.name}: no checkpoint; no Grad-CAM figure")
+        return []
+    try:
+        model, config = load_model_from_checkpoint(checkpoint)
+        maps = gradcam_pairs(model, config, [(r["co2_path"], r["ch4_path"], r["sample_id"]) for r in rows])
+    except (FumeError, ValueError) as err:
+        warnings.append(f"{run_dir.name}: no Grad-CAM figure ({err})")
+        return []
+    drawn = [{**m, "true_class": r["true_class"]} for m, r in zip(maps, rows)]
+    return [plot_gradcam_grid(drawn, class_names, stem.with_suffix(ext)) for ext in (".png", ".pdf")]
 
 
 def _qualitative_rows(run_dir: Path, per_class: int) -> dict[int, list[dict[str, Any]]]:
@@ -573,6 +601,7 @@ def _qualitative_rows(run_dir: Path, per_class: int) -> dict[int, list[dict[str,
                 frame, mask, pred_mask = rec.get(f"{gas}_frame"), rec.get(f"{gas}_mask"), rec.get(f"{gas}_pred_mask")
                 present = isinstance(frame, str) and frame != ""
                 row[f"{gas}_frame"] = load_frame(root / frame) if present else None
+                row[f"{gas}_path"] = root / frame if present else None
                 row[f"{gas}_mask"] = load_mask(root / mask) if present and isinstance(mask, str) and mask else None
                 row[f"{gas}_pred"] = load_mask(run_dir / "test" / pred_mask) if present and isinstance(pred_mask, str) and pred_mask else None
             rows.append(row)
