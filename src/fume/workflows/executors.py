@@ -219,10 +219,12 @@ def _error(job: Any) -> str | None:
 
     try:
         exception = job.exception()
-    except UncompletedJobError:  # killed, out of memory, cancelled, past its time
-        return f"job {job.job_id} ended without a result (state {job.state}): killed, out of memory, cancelled or out of time; see its job.err"
+    except UncompletedJobError as err:
+        exception = err
     if exception is None:
         return None
+    if isinstance(exception, UncompletedJobError):  # killed, out of memory, cancelled, past its time
+        return f"job {job.job_id} ended without a result (state {job.state}): killed, out of memory, cancelled or out of time; see its job.err"
     if isinstance(exception, FailedJobError):  # the run raised: the traceback's last line is the exception
         lines = [line for line in str(exception).split("-" * 22)[1].splitlines() if line.strip()] or [str(exception)]
         return lines[-1][:500]
