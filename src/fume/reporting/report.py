@@ -31,12 +31,15 @@ from fume.reporting.stats import DEFAULT_RESAMPLES, Interval, balanced_accuracy_
 DELTA_KEYS = [rtab.Column("mIoU", "miou"), rtab.Column("Bal. acc.", "balanced_accuracy")]
 # How every interval of the report is drawn (fume.reporting.stats), stated once in report.md.
 BOOTSTRAP_SCHEME = (
-    "Intervals resample test **recordings** (original_sample_id) with replacement, {resamples} times (numpy, seed 0), carrying all "
-    "their frames and pairs: a segmented frame of recording r counts n_r times (n_r = times r is drawn; each distinct frame once), "
-    "a pair of a CO₂ frame of recording a and a CH₄ frame of recording b counts n_a × n_b times (both drawn together; Owen's "
-    "pigeonhole bootstrap for crossed factors), a pair within one recording or with one gas n_a times. The same draw is used for "
-    "both models (a paired difference). With several seeds, each resample also draws each model's seeds with replacement and "
-    "averages over them, so seed-to-seed variation widens the interval. 95 % percentile intervals; p: two-sided bootstrap p-value."
+    "Intervals are by test **recording** (original_sample_id), never by pair: the variance of the difference is estimated from "
+    "{resamples} resamples (numpy, seed 0) that draw the test recordings with replacement and carry all their frames and pairs "
+    "(the same draws for both models: a paired difference). mIoU: each distinct frame of recording r counts n_r times (n_r = times "
+    "r is drawn). Balanced accuracy: a pair of a CO₂ frame of recording a and a CH₄ frame of recording b counts n_a × n_b times "
+    "(Owen's pigeonhole bootstrap for crossed factors; a pair within one recording or with one gas n_a times), and the variance "
+    "of resampling those two-recording pairs on their own is subtracted twice (the two-way cluster-robust variance of Cameron, "
+    "Gelbach & Miller; never below the pair-level variance), so that augmented copies of a recording neither narrow nor widen "
+    "the interval. With several seeds, the variance of each model's mean over its seeds is added. Interval: difference ± 1.96 "
+    "SE; p: two-sided normal p-value."
 )
 
 
@@ -236,7 +239,9 @@ def _mean(part: pd.DataFrame, key: str) -> tuple[float, float]:
     return mean, std
 
 
-def build_report(experiments_dir: str | Path, out: str | Path | None = None, resamples: int = DEFAULT_RESAMPLES, qualitative_per_class: int = 3) -> ReportResult:
+def build_report(experiments_dir: str | Path, out: str | Path | None = None, resamples: int = DEFAULT_RESAMPLES, qualitative_per_class: int = 3,
+                 tune_dir: str | Path | None = None) -> ReportResult:
+    """`tune_dir`: also report a `fume tune` study from that folder (fume.reporting.search)."""
     experiments_dir = Path(experiments_dir).resolve()
     out = Path(out).resolve() if out is not None else experiments_dir / "report"
     results = read_results(experiments_dir)
@@ -408,7 +413,7 @@ def build_report(experiments_dir: str | Path, out: str | Path | None = None, res
                     t.notes.append(f"{name}: {shared['shared_recordings']} of {shared['test_recordings']} test recordings have copies in training.")
             t.notes.append("Both conditions are tested on the same pairs of the same held-out recordings; the leaky one adds other "
                            "augmented copies of those recordings to training, as a row-level random split does. CI of the gap: paired, "
-                           + BOOTSTRAP_SCHEME.format(resamples=resamples)[0].lower() + BOOTSTRAP_SCHEME.format(resamples=resamples)[1:])
+                           "by recording, as for the table of differences against the reference.")
             text += add_table("leakage" if len(set(leakage["grid"])) == 1 else f"leakage_{grid}", t)
         sections.append(text)
 
@@ -424,6 +429,13 @@ def build_report(experiments_dir: str | Path, out: str | Path | None = None, res
                                     "Efficiency: GMACs vs mIoU (marker size: parameters)", figures_dir / "efficiency_scatter",
                                     size_label=f"GMACs per pair at {size}"),
             "GMACs per CO₂ + CH₄ pair against test mIoU")
+        sections.append(text)
+
+    if tune_dir is not None:  # the hyperparameter search behind the configs
+        from fume.reporting.search import search_section
+
+        text, figures = search_section(tune_dir, out, figures_dir)
+        result.figures.extend(figures)
         sections.append(text)
 
     # 6. Per-run figures: confusion matrices, training curves, qualitative grids.
@@ -470,7 +482,13 @@ def _header(experiments_dir: Path, ok: pd.DataFrame, failed: pd.DataFrame, env: 
     counts = _pair_counts(data)
     if counts:
         lines.append(f"- **Split**: grouped by recording (original_sample_id), stratified by class, 70/15/15; pairs per split: {counts}. "
-                     "The leakage study adds the naive row-level random split of the same data.")
+                     "The leakage study adds other augmented copies of the test recordings to training and tests both conditions on "
+                     "the same held-out pairs.")
+    folds = sorted({int(f) for f in pd.to_numeric(ok["fold"], errors="coerce").dropna()}) if "fold" in ok else []
+    if folds:
+        lines.append(f"- **Cross-validation**: {len(folds)} grouped folds (comparison and ablation grids): each fold holds out other "
+                     "recordings, dealt to the folds class by class; the other recordings are split 85/15 into train and val. Tables "
+                     "show mean ± std over folds (and seeds); intervals pool every fold's held-out recordings.")
     lines.append(f"- **Budget**: images resized to {data.image_size[0]}x{data.image_size[1]}, "
                  f"{first.training.num_epochs} epochs max, batch {first.training.batch_size}, AdamW lr {first.training.optimizer.lr:g}, "
                  f"early stopping {'on' if first.training.early_stopping.enabled else 'off'}; best checkpoint by validation "
@@ -518,7 +536,7 @@ def _per_run_figures(experiments_dir: Path, ok: pd.DataFrame, class_names: list[
         drawn[runs] = f"{part.iloc[0]['label']} ({grid})"
         cm = np.sum(matrices, axis=0)
         stem = figures_dir / "confusion" / f"{grid}-{variant}"
-        title = f"{part.iloc[0]['label']} ({grid}, {len(matrices)} seed{'s' if len(matrices) > 1 else ''} summed)"
+        title = f"{part.iloc[0]['label']} ({grid}, {len(matrices)} run{'s' if len(matrices) > 1 else ''} summed)"
         paths = [plot_confusion_matrix(cm, class_names, stem.with_suffix(ext), title=title) for ext in (".png", ".pdf")]
         text += add_figure(paths, f"Confusion matrix: {title}")
 
@@ -529,14 +547,16 @@ def _per_run_figures(experiments_dir: Path, ok: pd.DataFrame, class_names: list[
         if not log.is_file():
             warnings.append(f"{run_dir}: no CSV training log ({log}); no training curves")
             continue
-        stem = figures_dir / "curves" / f"{row['grid']}-{row['variant']}-seed{int(row['seed'])}"
+        fold = pd.to_numeric(pd.Series([row.get("fold")]), errors="coerce").iloc[0]
+        which = f"seed{int(row['seed'])}" + (f"-fold{int(fold)}" if np.isfinite(fold) else "")
+        stem = figures_dir / "curves" / f"{row['grid']}-{row['variant']}-{which}"
         try:
             paths = [plot_training_curves(log, stem.with_suffix(ext)) for ext in (".png", ".pdf")]
         except FumeError as err:
             warnings.append(f"{run_dir}: {err}")
             continue
         also = ", ".join(f"{g}/{v}" for g, v in zip(part["grid"], part["variant"]))
-        text += add_figure(paths, f"Training curves: {also} (seed {int(row['seed'])})")
+        text += add_figure(paths, f"Training curves: {also} ({which.replace('-', ', ').replace('seed', 'seed ').replace('fold', 'fold ')})")
 
     reference = ok[ok["is_reference"] & (ok["kind"] != "leakage")]
     reference = reference if not reference.empty else ok
