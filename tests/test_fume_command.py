@@ -16,7 +16,7 @@ import pytest
 COMMANDS = {
     "generate", "validate-data", "split", "audit-leakage", "pair", "predict", "export", "benchmark", "models",
     "model-card", "experiments", "report", "train", "evaluate", "quickstart", "import-recording", "import-layout",
-    "export-for-labelling", "publish", "tune",
+    "export-for-labelling", "publish", "tune", "serve",
 }
 HEAVY = ("torch", "lightning", "pandas", "onnxruntime", "onnx", "cv2", "sklearn", "matplotlib")
 

@@ -15,7 +15,7 @@ LAYERS = {
     "fume": 0, "fume.errors": 0, "fume.contract": 0, "fume.config": 0, "fume.io": 0, "fume.machine": 0, "fume.logs": 0, "fume.locks": 0,
     "fume.data": 1, "fume.models": 1,
     "fume.training": 2, "fume.evaluation": 2, "fume.inference": 2, "fume.reporting": 2,
-    "fume.workflows": 3,
+    "fume.workflows": 3, "fume.serve": 3,
     "fume.cli": 4,
 }
 

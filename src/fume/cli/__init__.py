@@ -124,4 +124,4 @@ def main() -> None:
 
 
 # Imported for their side effect: each registers its commands on `app` (they import `app` above).
-from fume.cli import data_commands, inference_commands, model_commands, report_commands, scale_commands, train_commands  # noqa: E402, F401
+from fume.cli import data_commands, inference_commands, model_commands, report_commands, scale_commands, serve_commands, train_commands  # noqa: E402, F401

@@ -32,6 +32,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from fume.contract import GASES, key_name
 from fume.data.frames import IMAGE_SUFFIXES
 from fume.data.layout import PAIRED_WHO_WHEN_COLUMNS
@@ -136,6 +138,16 @@ def describe_class(pred: PairPrediction) -> str:
     return f"{pred.class_name} {100 * float(pred.probabilities.max()):.0f}% ({ph})"
 
 
+def pair_overlay(pred: PairPrediction, gas: str, data: dict[str, Any] | None = None) -> np.ndarray:
+    """The overlay of one present gas of a pair (BGR): class and plume written in the corner.
+    `data`: pred.to_dict(), when the caller has it already."""
+    summary = (data or pred.to_dict())["gases"][gas]
+    lines = [f"{gas.upper()}: {describe_class(pred)}"]
+    if "plume_area_percent" in summary:
+        lines.append(f"plume {summary['plume_area_percent']:.1f}%  tube {'yes' if summary['tube_found'] else 'no'}")
+    return overlay(pred.gases[gas].display, pred.gases[gas].mask, lines)
+
+
 def write_pair_outputs(pred: PairPrediction, staging: Path, overlays: bool, save_masks: bool) -> dict[str, str]:
     """The JSON, overlays and masks of one pair; returns their paths relative to OUT."""
     written = {"json": f"json/{pred.sample_id}.json"}
@@ -146,12 +158,8 @@ def write_pair_outputs(pred: PairPrediction, staging: Path, overlays: bool, save
         if not result.present:
             continue
         if overlays:
-            summary = data["gases"][gas]
-            lines = [f"{gas.upper()}: {describe_class(pred)}"]
-            if "plume_area_percent" in summary:
-                lines.append(f"plume {summary['plume_area_percent']:.1f}%  tube {'yes' if summary['tube_found'] else 'no'}")
             written[f"{gas}_overlay"] = f"overlays/{pred.sample_id}_{gas}.png"
-            write_png(staging / written[f"{gas}_overlay"], overlay(result.display, result.mask, lines))
+            write_png(staging / written[f"{gas}_overlay"], pair_overlay(pred, gas, data))
         if save_masks and result.mask is not None:
             written[f"{gas}_mask"] = f"masks/{pred.sample_id}_{gas}.png"
             write_png(staging / written[f"{gas}_mask"], result.mask)
