@@ -17,6 +17,7 @@ from workflow_helpers import BASE, overrides, tiny_config
 from fume.cli import app
 from fume.config import load_config
 from fume.errors import ConfigError, DataError
+from fume.reporting.search import search_section
 from fume.workflows.train import train
 from fume.workflows.tune import load_space, shipped_spaces, tune
 
@@ -86,6 +87,12 @@ def test_in_memory_search_writes_best_yaml_that_trains(tmp_path: Path, tiny_data
     for row in complete.itertuples():
         summary = json.loads((Path(row.user_attrs_run_dir) / "metrics.json").read_text())
         assert row.value == pytest.approx(summary["best_score"])
+    # The report's section on the search (fume report --tune OUT): best trials first, the history plot copied.
+    text, figures = search_section(tmp_path / "out", tmp_path / "report", tmp_path / "report" / "figures")
+    assert figures[0].read_bytes() == (tmp_path / "out" / "history.png").read_bytes()
+    first_row = text.split("**Best ")[1].splitlines()[4]
+    assert first_row.startswith(f"| {int(best['number'])} | {round(best['value'], 6)} |")
+    assert "](figures/search_history.png)" in text and "val_joint_score" in text
 
 
 @pytest.mark.slow

@@ -31,6 +31,7 @@ from fume.errors import ConfigError, FumeError
 from fume.locks import folder_lock
 from fume.logs import get_logger
 from fume.reporting.grid import ComplexitySettings, Preset, RunSpec, config_hash
+from fume.workflows.experiments import shard_specs
 
 log = get_logger(__name__)
 
@@ -50,17 +51,6 @@ def parse_shard(text: str | None) -> tuple[int, int] | None:
     if not match or not 1 <= int(match.group(1)) <= int(match.group(2)):
         raise ConfigError(f"--shard {text!r}: expected k/n with 1 <= k <= n, e.g. --shard 1/3 on the first of three machines")
     return int(match.group(1)), int(match.group(2))
-
-
-def shard_specs(specs: list[RunSpec], shard: tuple[int, int] | None) -> list[RunSpec]:
-    """The runs of shard k of n: every n-th unit of identical configurations, starting at the k-th."""
-    if shard is None:
-        return specs
-    k, n = shard
-    units: dict[str, int] = {}
-    for spec in specs:
-        units.setdefault(config_hash(spec.config), len(units))
-    return [s for s in specs if units[config_hash(s.config)] % n == k - 1]
 
 
 def plan_records(specs: list[RunSpec]) -> list[dict[str, Any]]:
@@ -223,11 +213,11 @@ def _error(job: Any) -> str | None:
         exception = err
     if exception is None:
         return None
-    if isinstance(exception, UncompletedJobError):  # killed, out of memory, cancelled, past its time
-        return f"job {job.job_id} ended without a result (state {job.state}): killed, out of memory, cancelled or out of time; see its job.err"
     if isinstance(exception, FailedJobError):  # the run raised: the traceback's last line is the exception
         lines = [line for line in str(exception).split("-" * 22)[1].splitlines() if line.strip()] or [str(exception)]
         return lines[-1][:500]
+    if isinstance(exception, UncompletedJobError):  # killed, out of memory, cancelled, past its time
+        return f"job {job.job_id} ended without a result (state {job.state}): killed, out of memory, cancelled or out of time; see its job.err"
     return f"{type(exception).__name__}: {str(exception).splitlines()[0] if str(exception) else ''}"[:500]
 
 

@@ -428,6 +428,19 @@ def plan(
     return specs, chosen
 
 
+def shard_specs(specs: list[RunSpec], shard: tuple[int, int] | None) -> list[RunSpec]:
+    """The runs of shard k of n (`fume experiments --shard k/n`): runs of identical configuration form
+    one unit, and shard k takes units k, k + n, k + 2n, ... of the plan, so the shards together are
+    exactly the grid and no configuration trains on two machines."""
+    if shard is None:
+        return specs
+    k, n = shard
+    units: dict[str, int] = {}
+    for spec in specs:
+        units.setdefault(config_hash(spec.config), len(units))
+    return [s for s in specs if units[config_hash(s.config)] % n == k - 1]
+
+
 def environment(preset_name: str | None) -> dict[str, Any]:
     import torch  # noqa: F401  (imported so machine_info reports its version and threads)
 
@@ -458,10 +471,7 @@ def run_experiments(
     import torch
 
     specs, chosen = plan(grid_paths, Path(out).resolve(), seeds, preset, overrides, folds)
-    if shard is not None:  # --shard k/n: this machine's part of the grid (fume.workflows.executors)
-        from fume.workflows.executors import shard_specs
-
-        specs = shard_specs(specs, shard)
+    specs = shard_specs(specs, shard)  # --shard k/n: this machine's part of the grid
     threads = torch.get_num_threads()
     if chosen.threads is not None:
         torch.set_num_threads(chosen.threads)

@@ -16,7 +16,8 @@ earlier trials at the same epoch. The trial's value is its best validation score
 
 Written after every call: OUT/best.yaml (the base config with the best trial's values, a full config
 for `fume train -c`), OUT/trials.csv (one row per trial of the study: number, state, value, params,
-run folder) and OUT/history.png (Optuna's optimisation history).
+run folder), OUT/history.png (Optuna's optimisation history) and OUT/study.json (direction, monitored
+score, best trial; `fume report --tune OUT` reads it).
 
 Resumable: with --storage (any SQLAlchemy URL, e.g. sqlite:///tune.db or a PostgreSQL server shared by
 several machines) the study is loaded by name and each call adds --trials trials; a trial killed with
@@ -35,7 +36,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from fume.config import FumeConfig, config_file, override_config, read_yaml, resolve_paths, save_config, shipped_configs
 from fume.errors import ConfigError, DataError, FumeError
-from fume.io import write_csv, write_with
+from fume.io import write_csv, write_json, write_with
 from fume.logs import get_logger
 
 log = get_logger(__name__)
@@ -45,6 +46,7 @@ TRIALS_DIR = "trials"
 BEST_FILE = "best.yaml"
 TRIALS_FILE = "trials.csv"
 HISTORY_FILE = "history.png"
+STUDY_FILE = "study.json"
 DEFAULT_STUDY = "fume"
 HEARTBEAT_S = 60  # RDB storage: a running trial's heartbeat; one missed for GRACE_S marks it failed
 GRACE_S = 180
@@ -252,10 +254,10 @@ def tune(
         return result.best_score
 
     study.optimize(objective, n_trials=trials, catch=(FumeError,))
-    return write_outputs(study, config, space, out, storage, len(study.trials) - before)
+    return write_outputs(study, config, f"val_{monitor}", out, storage, len(study.trials) - before)
 
 
-def write_outputs(study: Any, config: FumeConfig, space: SearchSpace, out: Path, storage: str | None, trials_run: int) -> TuneResult:
+def write_outputs(study: Any, config: FumeConfig, monitor: str, out: Path, storage: str | None, trials_run: int) -> TuneResult:
     import optuna
 
     out.mkdir(parents=True, exist_ok=True)
@@ -271,6 +273,10 @@ def write_outputs(study: Any, config: FumeConfig, space: SearchSpace, out: Path,
         best_config = override_config(config, [*trial_overrides(best_params), f"experiment.name={study.study_name}-best"], "best trial")
         best_yaml = save_config(best_config, out / BEST_FILE)
         history = plot_history(study, out / HISTORY_FILE)
+        # What `fume report --tune OUT` reads besides trials.csv (no storage URL: it may hold a password).
+        write_json(out / STUDY_FILE, {"study": study.study_name, "direction": study.direction.name.lower(), "monitor": monitor,
+                                      "trials": len(study.trials), "best_trial": best.number, "best_value": best_value,
+                                      "best_params": best_params})
     else:
         log.warning(f"no trial of study {study.study_name!r} has completed yet; {BEST_FILE} not written")
     return TuneResult(out, study.study_name, storage, trials_run, len(study.trials), best_value, best_params, best_yaml, trials_csv, history)
