@@ -115,6 +115,7 @@ def report_command(
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Report folder (default: EXPERIMENTS_DIR/report)"),
     resamples: int = typer.Option(2000, "--resamples", min=100, help="Bootstrap resamples for the 95 % confidence intervals"),
     qualitative: int = typer.Option(3, "--qualitative", min=0, help="Test pairs per class in the qualitative grids"),
+    tune: Optional[Path] = typer.Option(None, "--tune", help="Also report a hyperparameter search: the --out folder of fume tune"),
 ) -> None:
     """Tables (Markdown, CSV, LaTeX), paired bootstrap CIs against FUME, the leakage study, figures (PNG, PDF) and report.md."""
     from rich.console import Console
@@ -123,7 +124,7 @@ def report_command(
 
     console = Console(stderr=True)
     with console.status("writing the report"):
-        result = build_report(experiments_dir, out, resamples=resamples, qualitative_per_class=qualitative)
+        result = build_report(experiments_dir, out, resamples=resamples, qualitative_per_class=qualitative, tune_dir=tune)
     for warning in result.warnings:
         log.warning(f"note: {warning}")
     console.print(f"[green]report[/]: {result.report_md}\n{len(result.tables)} tables, {len(result.figures)} figure files under {result.out}")
