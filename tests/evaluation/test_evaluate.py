@@ -193,6 +193,18 @@ def test_calibrate_fits_a_temperature_on_val_and_stores_it(checkpoint, tmp_path)
     from fume.inference.predictor import Predictor
 
     assert Predictor.from_checkpoint(copy).temperature == pytest.approx(stored)
+    # ... and so does an ONNX file exported from it (the stored config is its metadata).
+    from fume.inference.onnx import export_fp32
+    from fume.models.checkpoint import load_model_from_checkpoint
+
+    model, config = load_model_from_checkpoint(copy)
+    export_fp32(model, config, tmp_path / "model.onnx", tuple(config.data.image_size))
+    onnx = Predictor.from_onnx(tmp_path / "model.onnx")
+    assert onnx.temperature == pytest.approx(stored)
+    frame = np.full((NATIVE[1], NATIVE[0]), 100, np.uint8)
+    scaled, plain = onnx.predict(frame, frame), Predictor.from_checkpoint(checkpoint).predict(frame, frame)
+    np.testing.assert_allclose(np.log(scaled.probabilities) - np.log(scaled.probabilities).mean(),
+                               (np.log(plain.probabilities) - np.log(plain.probabilities).mean()) / stored, atol=1e-3)
 
 
 def test_a_frame_used_by_several_pairs_is_scored_once(checkpoint):
