@@ -104,3 +104,17 @@ def test_broken_folder_is_one_error_naming_the_file(published, tmp_path: Path) -
     (broken / "model.safetensors").write_bytes(b"not a safetensors file")
     with pytest.raises(FumeError, match=r"cannot read .*model.safetensors"):
         load_pretrained(broken)
+
+
+def test_publish_command_states_recorded_data_and_the_license(published, tmp_path: Path) -> None:
+    from huggingface_hub import ModelCard
+
+    _, run = published
+    done = CliRunner().invoke(app, ["publish", str(run), "--out", str(tmp_path / "model"), "--data", "recorded", "--license", "apache-2.0",
+                                    "--name", "fume-test"])
+    assert done.exit_code == 0, done.output
+    card = ModelCard.load(tmp_path / "model" / "README.md")
+    assert card.data.license == "apache-2.0" and card.data.model_name == "fume-test" and "synthetic-data" not in card.data.tags
+    assert "are synthetic" not in card.text and "Recorded dual-gas OGI frames" in card.text
+    bad = CliRunner().invoke(app, ["publish", str(run), "--out", str(tmp_path / "other"), "--data", "real"])
+    assert bad.exit_code != 0 and "--data 'real': choose synthetic or recorded" in str(bad.exception)
