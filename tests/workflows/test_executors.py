@@ -150,3 +150,26 @@ def test_a_failed_jobs_error_is_its_exception_line() -> None:
                             "You can check full logs with 'job.stderr(0)'")
     assert _error(Job(failed)) == "fume.errors.FumeError: g/a seed 0: training wrote no checkpoint"
     assert _error(Job(None)) is None
+
+
+def test_runs_wait_for_the_array_of_an_earlier_no_wait_call(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from fume.errors import FumeError
+    from fume.workflows.executors import check_no_active_array
+
+    bin_dir, out = tmp_path / "bin", tmp_path / "out"
+    bin_dir.mkdir()
+    (out / "submitit").mkdir(parents=True)
+    active = out / "submitit" / "active.json"
+    active.write_text(json.dumps({"array": "4242", "runs": 2}))
+    squeue = bin_dir / "squeue"  # a stand-in for SLURM's: lists the array while tmp/queued exists
+    squeue.write_text(f"#!/bin/sh\n[ -e {tmp_path}/queued ] && echo 4242_1\nexit 0\n")
+    squeue.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{__import__('os').environ['PATH']}")
+    (tmp_path / "queued").touch()
+    with pytest.raises(FumeError, match="SLURM job array 4242 of an earlier --no-wait call is still queued or running.*scancel 4242"):
+        check_no_active_array(out)
+    check_no_active_array(out, refuse=False)  # --collect: allowed, the array is remembered
+    assert active.is_file()
+    (tmp_path / "queued").unlink()
+    check_no_active_array(out)  # ended: forgotten, runs may start
+    assert not active.exists()

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import sys
 import time
 from dataclasses import dataclass, field
@@ -28,6 +29,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from fume.errors import ConfigError, FumeError
+from fume.io import write_json
 from fume.locks import folder_lock
 from fume.logs import get_logger
 from fume.reporting.grid import ComplexitySettings, Preset, RunSpec, config_hash
@@ -37,6 +39,7 @@ log = get_logger(__name__)
 
 EXECUTORS = ("local", "submitit-local", "slurm")
 SUBMITIT_DIR = "submitit"
+ACTIVE_FILE = "active.json"  # OUT/submitit/active.json: the array a --no-wait call left behind
 LOCAL_TIMEOUT_MIN = 7 * 24 * 60  # submitit's local default (2 min) would kill every real run
 POLL_S = 1.0  # how often the submitit-local scheduler looks for a finished job
 
@@ -252,6 +255,7 @@ def run_submitit(
                 job_ids = [handle.job_id for handle in jobs]
                 log.info(f"submitted SLURM job array {job_ids[0].split('_')[0]} ({len(jobs)} runs)")
                 if not wait:
+                    write_json(out / SUBMITIT_DIR / ACTIVE_FILE, {"array": job_ids[0].split("_")[0], "runs": len(jobs)})
                     return collect(specs, out, {}, trained=0, skipped=skipped, start=start, job_ids=job_ids)
                 finished_jobs = list(zip(pending, jobs))
             else:
@@ -263,6 +267,26 @@ def run_submitit(
                     errors[config_hash(spec.config)] = message
                     log.error(f"{spec.title} failed: {message}")
         return collect(specs, out, errors, trained=len(pending) - len(errors), skipped=skipped, start=start, job_ids=job_ids)
+
+
+def check_no_active_array(out: Path, refuse: bool = True) -> None:
+    """Refuse to start runs while the SLURM array of an earlier `--no-wait` call is still queued or
+    running (squeue lists it): its unfinished runs would be moved aside under the running jobs. With
+    refuse=False (--collect) only forget an array that has ended."""
+    import subprocess
+
+    path = out / SUBMITIT_DIR / ACTIVE_FILE
+    if not path.is_file():
+        return
+    array = str(json.loads(path.read_text(encoding="utf-8")).get("array", ""))
+    squeue = shutil.which("squeue")
+    listed = subprocess.run([squeue, "-h", "-j", array, "-o", "%i"], capture_output=True, text=True).stdout.strip() if squeue and array else ""
+    if listed and not refuse:
+        return
+    if listed:
+        raise FumeError(f"SLURM job array {array} of an earlier --no-wait call is still queued or running (squeue); wait for it and "
+                        f"use --collect, or cancel it first: scancel {array}")
+    path.unlink()
 
 
 def _run_locally(executor: Any, job: Callable[..., Any], arguments: list[tuple], max_parallel: int) -> list[tuple[RunSpec, Any]]:
@@ -346,11 +370,13 @@ def run_grid(
         raise ConfigError(f"--executor {executor!r}: choose one of {', '.join(EXECUTORS)}")
     fold_kwargs = {"folds": folds} if folds is not None else {}
     if executor == "local" and not collect_only:
+        check_no_active_array(Path(out).resolve())
         return run_experiments(grid_paths, out, seeds, preset, overrides, console=console, shard=shard, **fold_kwargs)
     out = Path(out).resolve()
     specs, chosen = plan(grid_paths, out, seeds, preset, overrides, **fold_kwargs)
     specs = shard_specs(specs, shard)
     started_at = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    check_no_active_array(out, refuse=not collect_only)
     if collect_only:
         with folder_lock(out):
             result = collect(specs, out, skipped=None, start=time.perf_counter())
