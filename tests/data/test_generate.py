@@ -27,7 +27,7 @@ def _digest(root: Path) -> str:
 
 @pytest.mark.parametrize("difficulty", DIFFICULTIES)
 def test_same_seed_same_bytes_other_seed_other_bytes(tmp_path: Path, difficulty: str) -> None:
-    args = dict(n_originals=6, augmentations=1, size=(64, 48), difficulty=difficulty)
+    args = {"n_originals": 6, "augmentations": 1, "size": (64, 48), "difficulty": difficulty}
     generate_dataset(tmp_path / "a", seed=5, **args)
     generate_dataset(tmp_path / "b", seed=5, **args)
     generate_dataset(tmp_path / "c", seed=6, **args)
@@ -36,7 +36,7 @@ def test_same_seed_same_bytes_other_seed_other_bytes(tmp_path: Path, difficulty:
 
 
 def test_difficulties_differ(tmp_path: Path) -> None:
-    args = dict(n_originals=6, augmentations=0, size=(64, 48), seed=5)
+    args = {"n_originals": 6, "augmentations": 0, "size": (64, 48), "seed": 5}
     generate_dataset(tmp_path / "realistic", **args)
     generate_dataset(tmp_path / "easy", difficulty="easy", **args)
     assert _digest(tmp_path / "realistic") != _digest(tmp_path / "easy")

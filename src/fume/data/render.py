@@ -140,10 +140,9 @@ class _Grid:
         return cls(px * cos_t + py * sin_t, py * cos_t - px * sin_t)
 
 
-def _envelope(density: np.ndarray, inside: np.ndarray, sigma: float) -> np.ndarray:
-    """The mask's region: where the smoothed density passes the threshold, inside the chamber."""
-    smooth = cv2.GaussianBlur(density, (0, 0), sigma) if sigma >= 0.3 else density
-    return (smooth > DENSITY_THRESHOLD) & inside
+def _smoothed(density: np.ndarray, sigma: float) -> np.ndarray:
+    """The density an annotator's outline follows (smooth, as hand-drawn masks); sigma in pixels."""
+    return cv2.GaussianBlur(density, (0, 0), sigma) if sigma >= 0.3 else density
 
 
 def _plume_length(shape: PlumeShape, grid: _Grid, inside: np.ndarray, sigma: float, target: float, size: tuple[int, int], advection: float) -> float:
@@ -153,7 +152,7 @@ def _plume_length(shape: PlumeShape, grid: _Grid, inside: np.ndarray, sigma: flo
     for _ in range(11):
         mid = 0.5 * (lo + hi)
         density = plume_density(shape, grid.a, grid.c, float(np.exp(mid)), H, advection)
-        if _envelope(density, inside, sigma).mean() < target:
+        if ((_smoothed(density, sigma) > DENSITY_THRESHOLD) & inside).mean() < target:
             lo = mid
         else:
             hi = mid
@@ -234,8 +233,8 @@ def render_scene(
     length = _plume_length(shape, _Grid.of(cw, ch, size, outlet, theta), inside_c, sigma * ch / H, target, size, motion.advection)
     grid = _Grid.of(w, h, size, outlet, theta)
     density = plume_density(shape, grid.a, grid.c, length, H, motion.advection)
-    envelope = _envelope(density, inside_r, sigma * h / H)
-    smooth = cv2.GaussianBlur(density, (0, 0), sigma * h / H) if sigma * h / H >= 0.3 else density
+    smooth = _smoothed(density, sigma * h / H)
+    envelope = (smooth > DENSITY_THRESHOLD) & inside_r  # the mask's region, at render resolution
 
     # Darkening: nothing in the envelope's least dense part, rising to the core.
     contrast = rng.uniform(*physics.contrast[rec.gas]) * min(rate, 2.0) ** physics.contrast_rate_exponent
