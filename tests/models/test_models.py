@@ -8,6 +8,7 @@ from fume.errors import ConfigError
 from fume.models import create_model, list_models
 from fume.models.complexity import count_macs, count_parameters
 from fume.models.fastscnn import FastSCNNEncoder
+from fume.models.inputs import mask_frames
 
 MODEL_NAMES = [
     "fume",
@@ -98,14 +99,23 @@ def test_separate_encoders_add_exactly_one_encoder():
     assert separate - shared == count_parameters(FastSCNNEncoder(1, se=True))
 
 
-def test_shared_encoder_runs_once_on_both_gases():
-    model = create_model("fume").eval()
+def test_shared_encoder_runs_once_on_both_gases_in_training_and_per_gas_at_inference():
+    model = make_nontrivial(create_model("fume"))
     calls = []
-    model.encoder.register_forward_hook(lambda module, args, output: calls.append(args[0].shape))
+    model.encoder.register_forward_hook(lambda module, args, output: calls.append(tuple(args[0].shape)))
     co2, ch4 = random_pair(2, 64, 64)
+    model.train()(co2, ch4, torch.ones(2, 2))
+    assert calls == [(4, 1, 64, 64)]  # one batch: the batch statistics span both gases
+    calls.clear()
     with torch.no_grad():
-        model(co2, ch4, torch.ones(2, 2))
-    assert calls == [(4, 1, 64, 64)]
+        model.eval()(co2, ch4, torch.ones(2, 2))
+        assert calls == [(2, 1, 64, 64), (2, 1, 64, 64)]  # one pass per gas (no slicing in the graph)
+        # With running statistics the per-gas passes equal one pass over the stacked gases.
+        stacked = mask_frames(torch.cat([co2, ch4]), torch.ones(4))
+        low, high = model.encoder(stacked)
+        lows, highs = model.encode([co2, ch4], [torch.ones(2), torch.ones(2)])
+    torch.testing.assert_close(torch.cat(lows), low, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(torch.cat(highs), high, rtol=1e-5, atol=1e-5)
 
 
 TWO_GAS_CLASSIFIERS = (

@@ -230,14 +230,17 @@ def benchmark_command(
     params = f"{info['params'] / 1e6:.2f} M parameters" if info.get("params") is not None else ""
     out_console.print(f"{info['source']}: {params}{', ' if params else ''}{gmacs} per pair at {report['size']}")
     table = Table(title=f"{m['cpu']} ({m['cpu_count']} cores), medians of {runs} runs")
-    for col in ("backend", "batch", "threads", "p50 ms", "p90 ms", "pairs/s", "peak MB", "ref pairs/s", "ratio"):
+    for col in ("backend", "batch", "threads", "p50 ms", "p90 ms", "pairs/s", "peak MB", "ref pairs/s", "ratio", "time ratio", "int8 gain"):
         table.add_column(col, justify="left" if col == "backend" else "right", no_wrap=True)
     for row in format_table(report):
         table.add_row(*row)
-    # Redirected output would be cut at 80 columns; the table needs about 110.
-    (out_console if out_console.is_terminal else Console(width=120)).print(table)
+    # Redirected output would be cut at 80 columns; the table needs about 130.
+    (out_console if out_console.is_terminal else Console(width=140)).print(table)
     if compare:
-        out_console.print(f"ratio = FUME pairs/s / {compare} pairs/s (two passes, one per gas), timed alternately in one process")
+        out_console.print(f"ratio = FUME pairs/s / {compare} pairs/s (two passes, one per gas), timed alternately in one process; "
+                          f"time ratio = median of FUME's time / {compare}'s, call by call")
+    if any("speedup_over_fp32" in r for r in report["results"]):
+        out_console.print("int8 gain = median of fp32 time / int8 time, the two files timed alternately in one process")
     for r in report["results"]:
         if "cuda" in r:
             c = r["cuda"]

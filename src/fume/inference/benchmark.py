@@ -40,6 +40,9 @@ RESULT_FIELDS = (
     "backend", "batch", "size", "threads", "runs", "p50_ms", "p90_ms", "mean_ms", "pairs_per_s",
     "peak_memory_mb", "model_memory_mb",
 )
+# With --compare: reference {p50_ms, p90_ms, pairs_per_s}, speed_ratio (reference p50 / FUME p50) and
+# time_ratio (median over alternating calls of FUME time / reference time). For onnxruntime-int8:
+# fp32 {p50_ms, pairs_per_s} and speedup_over_fp32 (median of fp32 time / int8 time, alternating).
 
 
 # ---------------------------------------------------------------- models to time
@@ -190,6 +193,9 @@ def measure(spec: dict[str, Any]) -> dict[str, Any]:
     calls = {"main": lambda: main(feeds)}
     if reference is not None:
         calls["reference"] = run_reference
+    if spec.get("fp32"):  # int8 timed beside the fp32 file it was quantized from
+        fp32 = _runner("onnxruntime", spec["fp32"], threads)
+        calls["fp32"] = lambda: fp32(feeds)
     timed = time_calls(calls, runs=spec["runs"], warmup=spec["warmup"])
     peak = _memory_mb("VmHWM")
     t = timed["main"]
@@ -207,9 +213,20 @@ def measure(spec: dict[str, Any]) -> dict[str, Any]:
         }
         # Both medians come from the same minutes of machine time, so their ratio is steadier than either.
         result["speed_ratio"] = r["p50_ms"] / t["p50_ms"]
+        # FUME's time / Fast-SCNN's, call by call (each pair of calls ran back to back), median.
+        result["time_ratio"] = paired_ratio(t["times_ms"], r["times_ms"])
+    if "fp32" in timed:
+        f = timed["fp32"]
+        result["fp32"] = {"p50_ms": f["p50_ms"], "pairs_per_s": batch * 1000.0 / f["p50_ms"]}
+        result["speedup_over_fp32"] = paired_ratio(f["times_ms"], t["times_ms"])
     if spec["backend"] == "torch" and spec.get("cuda"):
         result["cuda"] = measure_cuda(spec)
     return result
+
+
+def paired_ratio(numerators: list[float], denominators: list[float]) -> float:
+    """Median of the call-by-call ratios of two alternating timings."""
+    return statistics.median(a / b for a, b in zip(numerators, denominators))
 
 
 def _memory_mb(field: str) -> float:
@@ -395,6 +412,8 @@ def run_benchmark(
                 }
                 if compare:
                     spec["reference"] = {"reference": compare, **({"onnx": ref_files[backend]} if backend in ref_files else {})}
+                if backend == "onnxruntime-int8":
+                    spec["fp32"] = {"onnx": files["onnxruntime"]}
                 results.append(run_worker(spec))
     import onnxruntime  # noqa: F401  (imported so machine_info reports both versions)
     import torch  # noqa: F401
@@ -415,13 +434,15 @@ def _calibration_pairs(calibration, data_root, size, config) -> list[dict[str, n
 
 
 def format_table(report: dict[str, Any]) -> list[list[str]]:
-    """Rows for a printed table: backend, batch, p50, p90, pairs/s, memory, reference, ratio."""
+    """Rows for a printed table: backend, batch, threads, p50, p90, pairs/s, memory, reference pairs/s,
+    speed ratio to it, median time ratio to it, int8 speed-up over fp32."""
     rows = []
     for r in report["results"]:
         ref = r.get("reference")
         rows.append([
             r["backend"], str(r["batch"]), str(r["threads"]), f"{r['p50_ms']:.1f}", f"{r['p90_ms']:.1f}", f"{r['pairs_per_s']:.1f}",
             f"{r['peak_memory_mb']:.0f}", f"{ref['pairs_per_s']:.1f}" if ref else "-", f"{r['speed_ratio']:.2f}x" if ref else "-",
+            f"{r['time_ratio']:.2f}" if ref else "-", f"{r['speedup_over_fp32']:.2f}x" if "speedup_over_fp32" in r else "-",
         ])
     return rows
 

@@ -141,18 +141,18 @@ class FUME(DualGasModel):
         return classifies + segments
 
     def encode(self, frames: list[torch.Tensor], present: list[torch.Tensor]) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-        """(low, high) features per gas of the raw frames; a shared encoder runs once on the gases
-        stacked in the batch (one standardisation, one pass). While training, absent frames are
-        left out of the encoder (inputs.present_only) and get zero features."""
-        if self.shared_encoder:
+        """(low, high) features per gas of the raw frames. While training a shared encoder runs once
+        on the gases stacked in the batch (batch statistics over both gases), absent frames left
+        out (inputs.present_only). At inference each gas has its own pass (the running statistics
+        make it the same computation): no concatenation of the frames and no slicing of the
+        features, which ONNX Runtime copied between layouts (measured about 10 % faster at 640x480)."""
+        if self.shared_encoder and self.training:
             both = mask_frames(torch.cat(frames), torch.cat(present))
             low, high = present_only(self.training, self.encoder, torch.cat(present), both)
             n = len(frames)
             return list(low.chunk(n)), list(high.chunk(n))
-        pairs = [
-            present_only(self.training, self.encoders[gas], p, mask_frames(x, p))
-            for gas, x, p in zip(self.gases, frames, present)
-        ]
+        encoders = [self.encoder if self.shared_encoder else self.encoders[gas] for gas in self.gases]
+        pairs = [present_only(self.training, enc, p, mask_frames(x, p)) for enc, x, p in zip(encoders, frames, present)]
         return [p[0] for p in pairs], [p[1] for p in pairs]
 
     def compute(self, co2: torch.Tensor, ch4: torch.Tensor, modality_mask: torch.Tensor) -> dict[str, torch.Tensor]:
