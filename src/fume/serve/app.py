@@ -172,7 +172,7 @@ async def _read_upload(gas: str, upload: UploadFile, folder: Path, max_pixels: i
     try:
         return load_frame(path, max_pixels=max_pixels)
     except ImageTooLargeError as err:
-        raise HTTPException(413, f"{label}: {_without(err, path)}") from None
+        raise HTTPException(413, f"{label}: {_without(err, path)}".replace("(data.max_image_pixels)", "(--max-upload-pixels)")) from None
     except DataError as err:
         raise HTTPException(400, f"{label}: {_without(err, path)}; expected an image (PNG, JPEG, TIFF, BMP)") from None
 

@@ -163,7 +163,12 @@ class FileFeed:
         best = None
         while True:
             if self.pending is None:
-                self.pending = self._decode()
+                try:
+                    self.pending = self._decode()
+                except SourceEnded:
+                    if best is None:
+                        raise
+                    return best  # the last frame first; the end is raised by the next call
             if self.pending.due > position:
                 return best
             if best is not None:
