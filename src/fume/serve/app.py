@@ -30,6 +30,7 @@ from typing import Any, Optional
 from fastapi import FastAPI, File, HTTPException, Query, Request, UploadFile
 from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, Response
 from fastapi.staticfiles import StaticFiles
+from starlette.concurrency import run_in_threadpool
 
 from fume.contract import GASES
 from fume.data.frames import IMAGE_SUFFIXES, ImageTooLargeError, load_frame
@@ -89,20 +90,9 @@ def create_app(service: Service, token: str | None = None) -> FastAPI:
         if unknown or (co2 is None and ch4 is None):
             got = f"; got field(s) {', '.join(unknown)}" if unknown else "; got none"
             raise HTTPException(422, f"send the frames as multipart fields co2 and/or ch4{got}")
-        uploads = {gas: f for gas, f in (("co2", co2), ("ch4", ch4)) if f is not None}
-        with tempfile.TemporaryDirectory(prefix="fume-upload-") as tmp:
-            arrays = {gas: await _read_upload(gas, upload, Path(tmp), service.config.max_upload_pixels) for gas, upload in uploads.items()}
-        names = {gas: upload.filename or gas for gas, upload in uploads.items()}
-        try:
-            pred = service.predict(arrays.get("co2"), arrays.get("ch4"), sample_id=default_sample_id(names.get("co2"), names.get("ch4")))
-        except DataError as err:  # frames of different sizes
-            raise HTTPException(400, str(err)) from None
-        for gas, name in names.items():
-            pred.gases[gas].source = name
-        data = pred.to_dict()
-        if overlays:
-            data["overlays"] = {gas: "data:image/png;base64," + base64.b64encode(overlay_image(pred, gas, ".png")).decode() for gas in uploads}
-        return data
+        uploads = {gas: (f.filename or gas, await f.read()) for gas, f in (("co2", co2), ("ch4", ch4)) if f is not None}
+        # Decoding and the model run in a worker thread: the event loop stays free for the dashboard.
+        return await run_in_threadpool(_predict_uploads, service, uploads, overlays)
 
     @app.get("/api/sources", summary="Live sources: state, processing rate, latest smoothed class and plume areas")
     def sources() -> dict[str, Any]:
@@ -145,6 +135,22 @@ def create_app(service: Service, token: str | None = None) -> FastAPI:
     return app
 
 
+def _predict_uploads(service: Service, uploads: dict[str, tuple[str, bytes]], overlays: bool) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix="fume-upload-") as tmp:
+        arrays = {gas: _read_upload(gas, name, data, Path(tmp), service.config.max_upload_pixels) for gas, (name, data) in uploads.items()}
+    names = {gas: name for gas, (name, _) in uploads.items()}
+    try:
+        pred = service.predict(arrays.get("co2"), arrays.get("ch4"), sample_id=default_sample_id(names.get("co2"), names.get("ch4")))
+    except DataError as err:  # frames of different sizes
+        raise HTTPException(400, str(err)) from None
+    for gas, name in names.items():
+        pred.gases[gas].source = name
+    data = pred.to_dict()
+    if overlays:
+        data["overlays"] = {gas: "data:image/png;base64," + base64.b64encode(overlay_image(pred, gas, ".png")).decode() for gas in uploads}
+    return data
+
+
 def _given_token(request: Request) -> str | None:
     header = request.headers.get("authorization", "")
     if header.lower().startswith("bearer "):
@@ -159,14 +165,13 @@ def _since(value: str | None) -> float | None:
         raise HTTPException(422, str(err)) from None
 
 
-async def _read_upload(gas: str, upload: UploadFile, folder: Path, max_pixels: int) -> Any:
+def _read_upload(gas: str, filename: str, data: bytes, folder: Path, max_pixels: int) -> Any:
     """The uploaded frame as fume.data.frames.load_frame reads a file (its pixel limit checked from
     the header before decoding); HTTPException 400/413 naming the field otherwise."""
-    data = await upload.read()
-    label = f"{gas} upload {upload.filename or ''}".strip()
+    label = f"{gas} upload {filename}"
     if not data:
         raise HTTPException(400, f"{label} is empty; expected an image (PNG, JPEG, TIFF, BMP)")
-    suffix = Path(upload.filename or "").suffix.lower()
+    suffix = Path(filename).suffix.lower()
     path = folder / f"{gas}{suffix if suffix in IMAGE_SUFFIXES else '.img'}"
     path.write_bytes(data)
     try:

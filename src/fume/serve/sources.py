@@ -362,13 +362,14 @@ class LiveSource:
             return False
         if self.last_pair_at is None:
             self.last_pair_at = now  # waiting for a pair starts now (at start, or after a retry)
+        began = time.perf_counter()
         try:
             found = self._next_pair(now)
             if found is None:
                 self._check_stall(now)
                 return False
             arrays, lag = found
-            self._process(arrays, lag, now)
+            self._process(arrays, lag, now, began)
             return True
         except SourceEnded as err:
             if self.spec.kind == "stream":
@@ -381,7 +382,9 @@ class LiveSource:
             self._fail(now, str(err))
             return False
 
-    def _process(self, arrays: dict[str, np.ndarray], lag: float, now: float) -> None:
+    def _process(self, arrays: dict[str, np.ndarray], lag: float, now: float, began: float) -> None:
+        """Predict, smooth, store and alert; `lag`: how late the frames were when this step began
+        (the time spent here is added: the stored lag is how long after its frame was due a pair was stored)."""
         if len(arrays) == 2 and arrays["co2"].shape != arrays["ch4"].shape:
             (h1, w1), (h2, w2) = arrays["co2"].shape, arrays["ch4"].shape
             raise DataError(f"the CO2 frame is {w1}x{h1} but the CH4 frame is {w2}x{h2}; both cameras must give the same frame size")
@@ -390,6 +393,7 @@ class LiveSource:
             pred.gases[gas].source = f"{self.name}/{gas}"
         wall = time.time()
         data = pred.to_dict()
+        lag += time.perf_counter() - began
         smoothed = self.ema.update(pred.probabilities) if pred.probabilities is not None else None
         names = list(pred.label_config.class_names)
         record: dict[str, Any] = {
