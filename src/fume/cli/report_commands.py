@@ -45,6 +45,7 @@ def experiments_command(
     seeds: Optional[str] = typer.Option(None, "--seeds", help="Comma-separated seeds, e.g. 0,1,2 (default: the preset's, else each grid's)"),
     preset: Optional[str] = typer.Option(None, "--preset", help="quick (2-core CPU, < 1 h) or full (the seed's recipe, GPU); shipped in fume/configs/experiments/presets.yaml"),
     data: Optional[Path] = typer.Option(None, "--data", help="Train on this dataset (split and paired) instead of a generated synthetic one"),
+    folds: Optional[int] = typer.Option(None, "--folds", help="Grouped K-fold cross-validation: K runs per variant x seed, each holding out other recordings (leakage grids keep one split)"),
     dry_run: bool = typer.Option(False, "--dry-run", help="Validate every run and list them; train nothing"),
     as_json: bool = typer.Option(False, "--json", help="With --dry-run: print the plan as a JSON list, one object per run"),
     collect: bool = typer.Option(False, "--collect", help="Rebuild OUT/results.csv from the run folders; run nothing"),
@@ -78,23 +79,24 @@ def experiments_command(
     shard_k_n = parse_shard(shard)
     slurm = SlurmSettings(slurm_partition, slurm_time, gpus_per_run, cpus_per_run, slurm_array_parallelism, slurm_option or [])
     if dry_run:
-        specs, _ = plan(grids, out, seed_list, preset, overrides)
+        specs, _ = plan(grids, out, seed_list, preset, overrides, folds)
         specs = shard_specs(specs, shard_k_n)
         if as_json:
             print(json_plan(specs))
             return
         table = Table(title=f"{len(specs)} runs ({len({config_hash(s.config) for s in specs})} distinct configurations)")
-        for column in ("grid", "variant", "seed", "model", "split", "epochs", "image size", "config"):
+        for column in ("grid", "variant", "seed", "fold", "model", "split", "epochs", "image size", "config"):
             table.add_column(column)
         for s in specs:
             c = s.config
-            table.add_row(s.grid.name, s.variant.name, str(s.seed), c.model.name, s.variant.split, str(c.training.num_epochs),
+            table.add_row(s.grid.name, s.variant.name, str(s.seed), "" if s.fold is None else str(s.fold), c.model.name, s.variant.split,
+                          str(c.training.num_epochs),
                           f"{c.data.image_size[0]}x{c.data.image_size[1]}", config_hash(c))
         Console().print(table)
         for line in dry_run_lines(specs, out, executor, slurm):
             Console(soft_wrap=True).print(line, highlight=False, markup=False)
         return
-    result = run_grid(grids, out, seed_list, preset, overrides, console=console, executor=executor, shard=shard_k_n,
+    result = run_grid(grids, out, seed_list, preset, overrides, console=console, folds=folds, executor=executor, shard=shard_k_n,
                       max_parallel=max_parallel, slurm=slurm, wait=not no_wait, collect_only=collect)
     if collect or (executor == "slurm" and no_wait):
         what = f"submitted SLURM job array {result.job_ids[0].split('_')[0]}; when it ends: the same command with --collect\n" if result.job_ids and not collect else ""
