@@ -208,7 +208,18 @@ class ContextBranch(nn.Module):
     def forward(self, context: torch.Tensor, size: tuple[int, int] | torch.Size) -> torch.Tensor:
         if self.upsample_first:
             return self.convs(F.interpolate(context, size=size, mode="bilinear", align_corners=False))
-        return F.interpolate(self.convs(context), size=size, mode="bilinear", align_corners=False)
+        return blocked_for_export(F.interpolate(self.convs(context), size=size, mode="bilinear", align_corners=False))
+
+
+def blocked_for_export(x: torch.Tensor) -> torch.Tensor:
+    """x, through a depthwise 1x1 convolution with weights of one while exporting to ONNX (with
+    spread_for_export's switch): the same values, produced in ONNX Runtime's blocked layout. A
+    bilinear resize's output is plain NCHW; the fusion's sum with it was done in NCHW, with the other
+    full-size term converted out of the blocked layout and the result converted back."""
+    if not (_SPREAD_GATES and torch.onnx.is_in_onnx_export()):
+        return x
+    channels = int(x.shape[1])
+    return F.conv2d(x, torch.ones(channels, 1, 1, 1, dtype=x.dtype), groups=channels)
 
 
 class FeatureFusion(nn.Module):
