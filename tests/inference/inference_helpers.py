@@ -17,8 +17,10 @@ FRAME_SIZE = (100, 75)  # the generated frames: another size, so resizing is exe
 
 
 def make_dataset(root: Path, n_originals: int = 18, size: tuple[int, int] = FRAME_SIZE) -> Path:
-    """Generated frames, split by recording and paired: paired_{train,val,test}_annotations.csv in root."""
-    generate_dataset(root, n_originals=n_originals, augmentations=0, size=size, seed=1, class_mix=(1, 1, 1), co2_fraction=0.5)
+    """Generated frames, split by recording and paired: paired_{train,val,test}_annotations.csv in root.
+    The easy look: a model's masks take structure within a few steps."""
+    generate_dataset(root, n_originals=n_originals, augmentations=0, size=size, seed=1, class_mix=(1, 1, 1), co2_fraction=0.5,
+                     difficulty="easy")
     split_dataset(root, ratios=(0.4, 0.3, 0.3), seed=0)
     pair_dataset(root)
     return root
