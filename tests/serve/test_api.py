@@ -131,6 +131,16 @@ def test_history_filters_and_csv(make_service) -> None:
         assert client.get("/api/sources/nope/overlay/co2.jpg").status_code == 404
 
 
+def test_history_points_spread_over_the_period(make_service) -> None:
+    service = make_service()
+    for i in range(100):
+        service.history.add_pair({"time": float(i), "source": "a", "class_name": "Healthy"})
+    times = [r["time"] for r in service.history.pairs("a", points=10)]
+    assert times == [float(i) for i in range(9, 100, 10)]  # ids 10, 20, ... 100: every 10th row over the whole period
+    assert [r["time"] for r in service.history.pairs("a", since=50.0, points=10)] == [float(i) for i in range(54, 100, 5)]
+    assert len(service.history.pairs("a", points=1000)) == 100
+
+
 @pytest.mark.parametrize("host", ["0.0.0.0", "192.168.1.20", "farm-pc.local"])
 def test_a_reachable_host_needs_a_token(host: str, onnx_model: Path, tmp_path: Path, monkeypatch) -> None:
     from typer.testing import CliRunner

@@ -4,7 +4,7 @@
                                    (?overlays=true adds base64 PNG overlays)
     GET  /api/sources              each live source: state, rate, latest smoothed class and areas
     GET  /api/sources/NAME/overlay/GAS.jpg   the latest overlay of a source
-    GET  /api/history?source=&since=&limit=&format=csv    stored pairs (JSON, or CSV to download)
+    GET  /api/history?source=&since=&limit=&points=&format=csv    stored pairs (JSON, or CSV to download)
     GET  /api/alerts?source=&since=
     GET  /health                   status only (no token needed: for monitoring)
     GET  /                         the dashboard;  /docs  the OpenAPI documentation
@@ -119,9 +119,10 @@ def create_app(service: Service, token: str | None = None) -> FastAPI:
         source: Optional[str] = Query(None, description="A source name (default: all)"),
         since: Optional[str] = Query(None, description="Unix seconds or ISO 8601 date-time (UTC unless a zone is given)"),
         limit: int = Query(10_000, ge=1, le=100_000, description="The newest this many rows"),
+        points: Optional[int] = Query(None, ge=1, le=100_000, description="About this many rows spread evenly over the period (for plots)"),
         format: str = Query("json", pattern="^(json|csv)$"),
     ) -> Any:
-        rows = service.history.pairs(source, _since(since), limit)
+        rows = service.history.pairs(source, _since(since), limit, points)
         if format == "csv":
             name = f"fume_history_{source or 'all'}.csv"
             return PlainTextResponse(pairs_csv(rows, service.class_names), media_type="text/csv",

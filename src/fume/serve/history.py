@@ -113,7 +113,9 @@ class History:
             rows = self.db.execute("SELECT source, MAX(id) AS id FROM alerts WHERE cleared_at IS NULL GROUP BY source").fetchall()
         return {row["source"]: int(row["id"]) for row in rows}
 
-    def _select(self, table: str, time_column: str, source: str | None, since: float | None, limit: int) -> list[dict[str, Any]]:
+    def _select(
+        self, table: str, time_column: str, source: str | None, since: float | None, limit: int, points: int | None = None
+    ) -> list[dict[str, Any]]:
         where, args = [], []
         if source is not None:
             where.append("source = ?")
@@ -121,14 +123,22 @@ class History:
         if since is not None:
             where.append(f"{time_column} >= ?")
             args.append(since)
-        # The newest `limit` rows, returned oldest first.
-        sql = f"SELECT * FROM (SELECT * FROM {table}{' WHERE ' + ' AND '.join(where) if where else ''} ORDER BY id DESC LIMIT ?) ORDER BY id"
+        condition = f" WHERE {' AND '.join(where)}" if where else ""
         with self.lock:
+            if points is not None:  # every k-th row, so that about `points` rows span the whole period (a timeline)
+                count = self.db.execute(f"SELECT COUNT(*) FROM {table}{condition}", args).fetchone()[0]
+                step = max(1, -(-count // max(1, int(points))))
+                if step > 1:
+                    condition += f"{' AND' if where else ' WHERE'} id % ? = 0"
+                    args.append(step)
+            # The newest `limit` rows, returned oldest first.
+            sql = f"SELECT * FROM (SELECT * FROM {table}{condition} ORDER BY id DESC LIMIT ?) ORDER BY id"
             rows = self.db.execute(sql, [*args, max(1, min(int(limit), MAX_ROWS))]).fetchall()
         return [dict(row) for row in rows]
 
-    def pairs(self, source: str | None = None, since: float | None = None, limit: int = MAX_ROWS) -> list[dict[str, Any]]:
-        rows = self._select("pairs", "time", source, since, limit)
+    def pairs(self, source: str | None = None, since: float | None = None, limit: int = MAX_ROWS, points: int | None = None) -> list[dict[str, Any]]:
+        """Stored pairs, oldest first: the newest `limit`, or with `points` about that many spread over the period."""
+        rows = self._select("pairs", "time", source, since, limit, points)
         for row in rows:
             for key in JSON_FIELDS:
                 row[key] = json.loads(row[key]) if row[key] is not None else None

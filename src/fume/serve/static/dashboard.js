@@ -81,7 +81,7 @@ function updateCard(card, source) {
 
 async function updateTimeline(card, name) {
   const since = Date.now() / 1000 - period();
-  const data = await getJSON(`api/history?source=${encodeURIComponent(name)}&since=${since}&limit=20000`);
+  const data = await getJSON(`api/history?source=${encodeURIComponent(name)}&since=${since}&points=2000`);
   const rows = data.rows;
   const x = rows.map(r => r.time);
   const classOf = r => r.smoothed_class_name == null ? null : classNames.indexOf(r.smoothed_class_name);
