@@ -167,7 +167,8 @@ def main() -> None:
                 first = http.get("/api/sources").json()["sources"][0]
                 time.sleep(args.live_seconds)  # the measurement window itself
                 last = http.get("/api/sources").json()["sources"][0]
-                lags = [r["lag_s"] for r in http.get("/api/history", params={"since": first["latest"]["time"]}).json()["rows"]]
+                rows = http.get("/api/history", params={"since": first["latest"]["time"]}).json()["rows"]
+                lags = [r["lag_s"] for r in rows if r["id"] > first["latest"]["id"]]  # the first pair's lag holds the start-up
             finally:
                 stop(process)
             processed = last["processed"] - first["processed"]

@@ -177,3 +177,20 @@ def test_live_alert_is_raised_once_stored_and_cleared(make_service, predictor, s
         assert [s["event"] for s in sent] == ["alert_raised", "alert_cleared"] and alerts[0]["cleared_at"] is not None
     else:
         assert alerts[0]["cleared_at"] is None and source.snapshot()["alert_active"]
+
+
+def test_a_stream_keeps_only_its_newest_frame_and_is_retried_when_it_ends(make_service, sequence: Path) -> None:
+    # FFmpeg's file:// protocol stands in for a camera's rtsp:// URL: the same PyAV reader thread.
+    service = make_service([parse_source(f"cam=co2:file://{sequence / 'co2.mp4'}")])
+    cam = service.sources["cam"]
+    assert cam.spec.kind == "stream"
+    cam._open(0.0)
+    feed = cam.feeds["co2"]
+    feed.thread.join(30)  # the whole (short) stream has been read: only its last frame is kept
+    assert not feed.thread.is_alive()
+    assert cam.step(0.0) and feed.dropped == 9
+    expected = decoded(sequence / "co2.mp4")[-1]
+    np.testing.assert_array_equal(cam.latest.gases["co2"].frame, expected)
+    assert not cam.step(0.1)
+    assert cam.state == "failed" and cam.reason.startswith("stream file://") and "ended; retry 1 in 1 s" in cam.reason
+    assert cam.feeds is None and cam.dropped == 9  # closed, to be reopened at 1.1
