@@ -254,7 +254,8 @@ def _write_figures(out_dir: Path, metrics: dict[str, Any], rows: list[dict[str, 
     if predictions is not None:
         probs, y_true = predictions[probability_columns(class_names)].to_numpy(), predictions["class_id"].to_numpy()
         title = f"Reliability (temperature {metrics.get('temperature', 1.0):.2f})"
-        written += [plot_reliability(probs, y_true, out_dir / f"reliability{ext}", title) for ext in (".png", ".pdf")]
+        written.append(plot_reliability(probs, y_true, out_dir / "reliability.png", title))
+        plot_reliability(probs, y_true, out_dir / "reliability.pdf", title)  # for papers; `figures` lists the images
     if rows:
         written.append(plot_qualitative_grid(rows, class_names, out_dir / "qualitative.png"))
     return [Path(p) for p in written]
