@@ -3,10 +3,14 @@ folder (results.csv + the runs), and report.md linking all of it.
 
 REPORT_DIR/
   report.md
-  tables/<name>.{md,csv,tex}     efficiency, per_class_f1, ablation, bootstrap_ci, leakage
+  tables/<name>.{md,csv,tex}     efficiency (with the plume-area baselines), per_class_f1, ablation,
+                                 area_baseline (when there is no comparison grid), bootstrap_ci, leakage
   figures/<name>.{png,pdf}       miou_bars, f1_radar, ablation_dice, efficiency_scatter,
-                                 confusion/<grid>-<variant>, curves/<grid>-<variant>-seed<k>,
-                                 qualitative/<class>
+                                 confusion/<grid>-<variant>, curves/<grid>-<variant>-seed<s>[-fold<k>],
+                                 qualitative/<class>, gradcam/<class>
+
+Intervals are by recording (fume.reporting.stats; the scheme is stated in report.md), with folds
+pooled per seed; differences against a grid's reference are Holm-adjusted over the grid's rows.
 """
 
 from __future__ import annotations
