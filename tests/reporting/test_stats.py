@@ -173,3 +173,37 @@ def test_holm_by_hand():
     # sorted p: 0.01 (x4 = 0.04), 0.02 (x3 = 0.06), 0.03 (x2 = 0.06), 0.04 (x1 = 0.04 -> kept monotone at 0.06)
     assert holm([0.03, 0.01, float("nan"), 0.04, 0.02]) == pytest.approx([0.06, 0.04, float("nan"), 0.06, 0.06], nan_ok=True)
     assert holm([0.5, 0.6]) == pytest.approx([1.0, 1.0])
+
+
+@pytest.mark.parametrize("driver", ["co2", "ch4"])
+def test_width_invariance_holds_with_fumes_own_pairing(driver: str):
+    """The same check through fume.data.pairing (pairs within pH and class, the rarer gas reused,
+    some recordings filmed with CO2 only), as a real test split is paired."""
+    import pandas as pd
+
+    from fume.data.pairing import pair_table
+
+    def width(copies: int, seed: int) -> float:
+        rng = np.random.default_rng(seed)
+        rows = []
+        for r in range(60):
+            cls, ph = r % 3, (6.5, 5.9, 5.0)[r % 3] - 0.3 * ((r // 3) % 2)
+            for gas in ("co2",) if rng.random() < 0.3 else ("co2", "ch4"):
+                rows += [{"frame_path": f"{gas}/{r}_{a}.png", "mask_path": f"m/{gas}/{r}_{a}.png", "gas_type": gas, "ph_value": ph,
+                          "class_name": str(cls), "class_id": cls, "original_sample_id": f"r{r}", "augmentation_id": a}
+                         for a in range(1 + copies)]
+        table = pd.DataFrame(rows)
+        pairs = pair_table(table, "random", seed)
+        recording = dict(zip(table["frame_path"], table["original_sample_id"]))
+        co2, ch4 = ([recording.get(f, "") for f in pairs[f"{g}_frame"]] for g in ("co2", "ch4"))
+        deciding = np.array([int(r[1:]) if r else -1 for r in (co2 if driver == "co2" else ch4)])
+        right_a, right_b = rng.random(60) < 0.8, rng.random(60) < 0.65
+        y = pairs["class_id"].to_numpy()
+        a = np.where((deciding < 0) | right_a[np.maximum(deciding, 0)], y, (y + 1) % 3)
+        b = np.where((deciding < 0) | right_b[np.maximum(deciding, 0)], y, (y + 2) % 3)
+        interval = recording_bootstrap([balanced_accuracy_stat(y, a, 3)], [balanced_accuracy_stat(y, b, 3)],
+                                       RecordingIndex.from_ids(co2, ch4), resamples=500, seed=1)
+        return interval.high - interval.low
+
+    none, ten = (np.mean([width(copies, seed) for seed in (0, 1)]) for copies in (0, 10))
+    assert ten == pytest.approx(none, rel=0.25)
