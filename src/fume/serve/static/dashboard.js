@@ -94,7 +94,7 @@ async function updateTimeline(card, name) {
         {},
         {label: "CO2 plume %", stroke: "#ef6c00", scale: "%"},
         {label: "CH4 plume %", stroke: "#4a78c2", scale: "%"},
-        {label: "smoothed class", stroke: "#1d2330", scale: "class", paths: uPlot.paths.stepped({align: 1}),
+        {label: "smoothed class", stroke: "#1d2330", width: 2, scale: "class", paths: uPlot.paths.stepped({align: 1}),
          value: (u, v) => v == null ? "-" : classNames[v]},
       ],
       scales: {x: {time: true, range: () => [Date.now() / 1000 - period(), Date.now() / 1000]}, "%": {auto: true}, class: {range: [-0.2, Math.max(classNames.length - 1, 1) + 0.2]}},
@@ -138,5 +138,8 @@ async function refresh() {
   setTimeout(refresh, SOURCES_EVERY_MS);
 }
 
+// ?period=SECONDS (one of the choices) opens the page on that timeline period.
+const asked = new URLSearchParams(location.search).get("period");
+if (asked && document.querySelector(`#period option[value="${CSS.escape(asked)}"]`)) document.getElementById("period").value = asked;
 document.getElementById("period").addEventListener("change", () => { for (const card of cards.values()) card.historyAt = 0; });
 refresh();
