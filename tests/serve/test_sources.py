@@ -194,3 +194,16 @@ def test_a_stream_keeps_only_its_newest_frame_and_is_retried_when_it_ends(make_s
     assert not cam.step(0.1)
     assert cam.state == "failed" and cam.reason.startswith("stream file://") and "ended; retry 1 in 1 s" in cam.reason
     assert cam.feeds is None and cam.dropped == 9  # closed, to be reopened at 1.1
+
+
+def test_an_open_alert_is_carried_over_a_restart(make_service, sequence: Path, tmp_path: Path) -> None:
+    db = tmp_path / "kept.sqlite"
+    first = make_service([video_spec(sequence)], db=db)
+    alert = first.history.raise_alert("pen", "Acidotic", 10.0, "pen: smoothed class Acidotic for 60 s")
+    first.history.raise_alert("other", "Acidotic", 11.0, "other: ...")
+    first.history.clear_alert(alert + 1, 12.0)
+    first.stop()
+    again = make_service([video_spec(sequence), video_spec(sequence, "other")], db=db)
+    pen, other = again.sources["pen"], again.sources["other"]
+    assert pen.alerts.active and pen.alert_id == alert  # not raised a second time
+    assert not other.alerts.active and other.alert_id is None
