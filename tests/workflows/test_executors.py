@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import functools
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import cloudpickle
@@ -20,7 +23,7 @@ from fume.errors import ConfigError
 from fume.evaluation.metrics import METRIC_KEYS
 from fume.reporting.grid import ComplexitySettings, Preset, config_hash
 from fume.workflows.executors import parse_shard, plan_records, run_submitit, shard_specs, slurm_minutes
-from fume.workflows.experiments import plan, run_experiments
+from fume.workflows.experiments import plan
 
 VARIANTS = [{"name": "a"}, {"name": "b", "overrides": ["model.fusion=concat"]}, {"name": "c", "overrides": ["model.fusion=add"]}]
 
@@ -117,10 +120,19 @@ def test_submitit_local_runs_in_parallel_matches_in_process_and_reruns_a_killed_
     assert (second.trained, second.skipped, second.failed) == (1, 2, [])
     assert len(list((out / "runs" / "g" / "c").glob("seed0.failed-*"))) == 1  # the killed run's folder, moved aside
 
-    local = run_experiments([grid], tmp_path / "local-out", preset=preset)
-    assert local.trained == 3
+    # The in-process executor in a process of its own, as `fume experiments` runs it: both sides start
+    # from a fresh interpreter (this test process has run other tests, whose allocations can change
+    # which CPU kernels run and so the last digits).
+    script = tmp_path / "local.py"
+    script.write_text(
+        "from fume.reporting.grid import Preset\nfrom fume.workflows.experiments import run_experiments\n"
+        f"result = run_experiments([{str(grid)!r}], {str(tmp_path / 'local-out')!r}, preset=Preset.model_validate_json({preset.model_dump_json()!r}))\n"
+        "assert result.trained == 3, result\n"
+    )
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 0, done.stderr[-3000:]
     a = pd.read_csv(second.results_csv).set_index("variant").sort_index()
-    b = local.results.set_index("variant").sort_index()
+    b = pd.read_csv(tmp_path / "local-out" / "results.csv").set_index("variant").sort_index()
     numbers = [k for k in METRIC_KEYS if k != "confusion_matrix" and a[k].notna().any()] + ["params", "gmacs"]
     assert (a["status"] == "ok").all() and (b["status"] == "ok").all()
     pd.testing.assert_frame_equal(a[numbers], b[numbers], check_exact=False, check_dtype=False, atol=1e-6, rtol=1e-6)
