@@ -202,6 +202,8 @@ class StreamFeed:
         self.thread.start()
 
     def _read(self) -> None:
+        # The thread owns the container and closes it itself: closing it from another thread
+        # while it decodes is not safe in PyAV. A hung read ends at the open/read timeout.
         try:
             for frame in self.container.decode(video=0):
                 if self.stopped:
@@ -212,6 +214,8 @@ class StreamFeed:
             self.error = SourceEnded(f"stream {self.url} ended")
         except Exception as err:
             self.error = DataError(f"stream {self.url}: {err}")
+        finally:
+            self.container.close()
 
     def newest(self, position: float) -> Frame | None:
         with self.lock:
@@ -221,11 +225,7 @@ class StreamFeed:
         return frame
 
     def close(self) -> None:
-        self.stopped = True
-        try:
-            self.container.close()
-        except Exception:  # closing a broken stream may fail again; it is being dropped anyway
-            pass
+        self.stopped = True  # the reader thread stops at its next frame
 
 
 class FolderFeed:
@@ -278,7 +278,6 @@ class LiveSource:
         self.spec, self.name = spec, spec.name
         self.predict, self.history, self.notify = predict, history, notify
         self.frame_window = frame_window
-        self.ema_alpha = ema_alpha
         self.ema = ExponentialMovingAverage(ema_alpha)
         self.alerts = AlertTracker(rule, active=open_alert is not None)
         self.alert_id = open_alert
@@ -305,14 +304,14 @@ class LiveSource:
         try:
             for gas, path in self.spec.gases.items():
                 feeds[gas] = StreamFeed(path, time.monotonic) if is_url(path) else FileFeed(path, self.spec.fps, self.spec.loop)
+            # A file is one recording: its intensity range where the model's window needs one (as video mode does).
+            self.ranges = tuple(
+                feeds[gas].source.window_range(self.frame_window) if isinstance(feeds.get(gas), FileFeed) else None for gas in GASES
+            )
         except BaseException:
             for feed in feeds.values():
                 feed.close()
             raise
-        # A file is one recording: its intensity range where the model's window needs one (as video mode does).
-        self.ranges = tuple(
-            feeds[gas].source.window_range(self.frame_window) if isinstance(feeds.get(gas), FileFeed) else None for gas in GASES
-        )
         self.feeds, self.started, self.last_frames = feeds, now, {}
 
     def _close(self) -> None:
