@@ -91,6 +91,9 @@ def test_slurm_dry_run_prints_the_sbatch_file_of_one_array(tmp_path: Path, tiny_
     folder = out.resolve() / "submitit" / "YYYYmmdd-HHMMSS"
     assert f"#SBATCH --output={folder}/%A_%a_0_log.out" in text.splitlines()
     assert "-m submitit.core._submit" in text and not out.exists()
+    one = CliRunner().invoke(app, ["experiments", str(write_grid(tmp_path / "one.yaml", VARIANTS[:1])), "--out", str(out), "--seeds", "0",
+                                   "--executor", "slurm", "--dry-run", *overrides(tiny_data)])
+    assert "SLURM: one job (1 run)" in one.stdout and not any(line.startswith("#SBATCH --array") for line in one.stdout.splitlines())
     assert [slurm_minutes(t) for t in ("90", "10:30", "48:00:00", "1-12", "1-12:30")] == [90, 11, 2880, 2160, 2190]
     with pytest.raises(ConfigError, match="--slurm-time"):
         slurm_minutes("two days")

@@ -90,11 +90,11 @@ def slurm_minutes(text: str) -> int:
     match = re.fullmatch(r"(?:(\d+)-)?(\d+(?::\d+){0,2})", text.strip())
     if not match:
         raise ConfigError(f"--slurm-time {text!r}: expected minutes, HH:MM:SS or D-HH:MM:SS (SLURM's formats)")
-    parts = [int(p) for p in match.group(2).split(":")]
-    if match.group(1) is not None:
-        days, (hours, minutes, seconds) = int(match.group(1)), (parts + [0, 0])[:3]
-    else:
-        days, (hours, minutes, seconds) = 0, [(0, *parts, 0)[:3], (0, *parts), parts][len(parts) - 1]
+    days, parts = int(match.group(1) or 0), [int(p) for p in match.group(2).split(":")]
+    if match.group(1) is not None or len(parts) == 3:  # D-HH[:MM[:SS]] or HH:MM:SS
+        hours, minutes, seconds = (parts + [0, 0])[:3]
+    else:  # MM or MM:SS
+        hours, minutes, seconds = 0, parts[0], parts[1] if len(parts) == 2 else 0
     return max(1, days * 1440 + hours * 60 + minutes + (1 if seconds else 0))
 
 
@@ -125,7 +125,8 @@ def sbatch_text(params: dict[str, Any], folder: Path, runs: int) -> str:
     from submitit.slurm.slurm import _make_sbatch_string
 
     command = " ".join([sys.executable, "-u -m submitit.core._submit", str(folder)])
-    return _make_sbatch_string(command=command, folder=folder, map_count=runs, **params)
+    # submitit submits a single run as a plain job, several as an array
+    return _make_sbatch_string(command=command, folder=folder, map_count=runs if runs > 1 else None, **params)
 
 
 def submitit_folder(out: Path) -> Path:
@@ -349,7 +350,8 @@ def dry_run_lines(specs: list[RunSpec], out: Path, kind: str, slurm: SlurmSettin
     runs = len(pending) or len(specs)
     folder = out / SUBMITIT_DIR / "YYYYmmdd-HHMMSS"  # the time of the submission
     params = slurm_parameters(slurm or SlurmSettings(), f"fume-{out.name}", runs)
-    return [f"SLURM: one job array of {runs} runs ({skipped} finished before are skipped); sbatch file:", sbatch_text(params, folder, runs)]
+    what = f"one job array of {runs} runs" if runs > 1 else "one job (1 run)"
+    return [f"SLURM: {what} ({skipped} finished before are skipped); sbatch file:", sbatch_text(params, folder, runs)]
 
 
 def json_plan(specs: list[RunSpec]) -> str:

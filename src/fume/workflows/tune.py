@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -243,7 +244,7 @@ def tune(
 
     def objective(trial: Any) -> float:
         values = {key: param.suggest(trial, key) for key, param in space.params.items()}
-        run_dir = out / TRIALS_DIR / f"{name}-trial-{trial.number:04d}"
+        run_dir = out / TRIALS_DIR / f"{re.sub(r'[^A-Za-z0-9_.-]', '-', name)}-trial-{trial.number:04d}"  # a folder name, whatever the study's
         trial.set_user_attr("run_dir", str(run_dir))
         cfg = override_config(config, [*trial_overrides(values), f"experiment.name={name}-trial-{trial.number:04d}"], f"trial {trial.number}")
         log.info(f"trial {trial.number}: {', '.join(f'{k}={v}' for k, v in values.items())}")
