@@ -122,20 +122,30 @@ def load_gray(frame: FrameInput, gas: str) -> tuple[np.ndarray, str | None]:
 
 
 def native_mask(logits: np.ndarray, native_hw: tuple[int, int]) -> np.ndarray:
-    """(C, h, w) logits -> uint8 (H, W) labels at the native size: bilinear on the logits, then argmax."""
+    """(C, h, w) logits -> uint8 (H, W) labels at the native size: bilinear on the logits (pixel
+    centres aligned, PyTorch's align_corners=False), then argmax. Where PyTorch is not installed
+    (an ONNX-only runtime) OpenCV resizes: its float weights differ from PyTorch's by up to ~2e-4,
+    so only a pixel whose two best classes are closer than that can get the other label."""
     if tuple(logits.shape[-2:]) == tuple(native_hw):
         return logits.argmax(0).astype(np.uint8)
-    import torch
-    import torch.nn.functional as F
+    try:
+        import torch
+        import torch.nn.functional as F
+    except ImportError:
+        import cv2
 
+        h, w = native_hw
+        resized = cv2.resize(np.ascontiguousarray(logits.transpose(1, 2, 0), np.float32), (w, h), interpolation=cv2.INTER_LINEAR)
+        return resized.reshape(h, w, -1).argmax(-1).astype(np.uint8)
     resized = F.interpolate(torch.from_numpy(logits)[None].float(), size=tuple(native_hw), mode="bilinear", align_corners=False)
     return resized.argmax(1)[0].numpy().astype(np.uint8)
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
-    import torch
-
-    return torch.from_numpy(np.asarray(logits, np.float32)).softmax(-1).numpy()
+    """Softmax over the last axis, in float32 (NumPy: no PyTorch needed to run an ONNX model)."""
+    x = np.asarray(logits, np.float32)
+    e = np.exp(x - x.max(-1, keepdims=True))
+    return e / e.sum(-1, keepdims=True)
 
 
 class Predictor:
