@@ -1,0 +1,140 @@
+"""int8 settings compared: speed gain over fp32 (FUME at 640x480, each int8 file timed alternately
+with the fp32 file in one process) and, with --checkpoint, the change of mIoU, balanced accuracy
+and classes against fp32 on the run's validation split.
+
+    .venv/bin/python benchmarks/int8_variants.py [--runs 20] [--threads 2]
+    .venv/bin/python benchmarks/int8_variants.py --checkpoint best.ckpt --dataset DATASET_DIR --no-speed
+
+Settings (ONNX Runtime's quantize_static, MinMax calibration, uint8 activations, 7-bit int8
+weights, the first convolution always fp32): the default of `fume export --quantize int8` and
+the variants the inference-speed issue asked about. Speed uses an untrained FUME (speed does not
+depend on the weights) calibrated on synthetic frames; accuracy uses 64 calibration pairs of the
+dataset's train table, as `fume export` does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+from onnxruntime.quantization.shape_inference import quant_pre_process
+
+from fume.inference.backends import OnnxBackend
+from fume.inference.onnx import export_onnx
+from fume.inference.quantize import single_channel_convs
+from fume.machine import machine_description, time_calls
+
+H32 = tuple(f"/encoder/global_features/global_features.{i}" for i in range(6, 10))
+VARIANTS = {  # name: (quant format, per channel, operator types or None for all, node-name prefixes kept fp32, depthwise fp32)
+    "default: QDQ, per channel, every operator": (QuantFormat.QDQ, True, None, (), False),
+    "fusion and classifier in fp32": (QuantFormat.QDQ, True, None, ("/fusion", "/classifier"), False),
+    "fusion, classifier and H/32 stage in fp32": (QuantFormat.QDQ, True, None, ("/fusion", "/classifier", *H32), False),
+    "QDQ, weights per tensor": (QuantFormat.QDQ, False, None, (), False),
+    "QOperator, conv and matmul only": (QuantFormat.QOperator, True, ["Conv", "MatMul"], (), False),
+    "QDQ, conv and matmul only": (QuantFormat.QDQ, True, ["Conv", "MatMul"], (), False),
+    "QDQ, pointwise conv only (depthwise fp32)": (QuantFormat.QDQ, True, ["Conv", "MatMul"], (), True),
+}
+
+
+def quantize(pre: Path, out: Path, reader, setting) -> None:
+    fmt, per_channel, op_types, fp32_prefixes, depthwise_fp32 = setting
+    model = onnx.load(str(pre), load_external_data=False)
+    weights = {i.name: i for i in model.graph.initializer}
+    keep = single_channel_convs(pre) + [n.name for n in model.graph.node if fp32_prefixes and n.name.startswith(fp32_prefixes)]
+    if depthwise_fp32:
+        keep += [
+            n.name for n in model.graph.node
+            if n.op_type == "Conv" and n.input[1] in weights and next((a.i for a in n.attribute if a.name == "group"), 1) > 1
+        ]
+    extra = {"op_types_to_quantize": op_types} if op_types else {}
+    quantize_static(
+        str(pre), str(out), reader, quant_format=fmt, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+        per_channel=per_channel, calibrate_method=CalibrationMethod.MinMax, reduce_range=True, nodes_to_exclude=keep, **extra,
+    )
+
+
+def speed(args, work: Path) -> None:
+    import torch
+
+    from fume.inference.benchmark import _ListReader, synthetic_pairs
+    from fume.models import create_model
+
+    torch.manual_seed(0)
+    model = create_model("fume").eval()
+    fp32, plain, pre = work / "fp32.onnx", work / "plain.onnx", work / "pre.onnx"
+    export_onnx(model, fp32, (640, 480))
+    export_onnx(model, plain, (640, 480), for_int8=True)
+    quant_pre_process(str(plain), str(pre), skip_symbolic_shape=False)
+    calibration = synthetic_pairs((640, 480), 6)
+    runners = {"fp32": OnnxBackend(fp32, threads=args.threads)}
+    for i, (name, setting) in enumerate(VARIANTS.items()):
+        out = work / f"v{i}.onnx"
+        quantize(pre, out, _ListReader(calibration, ["co2", "ch4", "modality_mask"]), setting)
+        runners[name] = OnnxBackend(out, threads=args.threads)
+    rng = np.random.default_rng(0)
+    x = [rng.random((1, 1, 480, 640), dtype=np.float32) for _ in range(2)] + [np.ones((1, 2), np.float32)]
+    print(f"machine: {machine_description()}; load average before {os.getloadavg()}")
+    timed = time_calls({name: (lambda r=r: r(*x)) for name, r in runners.items()}, runs=args.runs, warmup=2)
+    print(f"load average after {os.getloadavg()}\n\nint8 gain = median over alternating calls of fp32 time / int8 time")
+    for name in VARIANTS:
+        gain = statistics.median(a / b for a, b in zip(timed["fp32"]["times_ms"], timed[name]["times_ms"]))
+        print(f"  {name:<45} p50 {timed[name]['p50_ms']:7.1f} ms (fp32 {timed['fp32']['p50_ms']:.1f})  gain {gain:.2f}x")
+
+
+def accuracy(args, work: Path) -> None:
+    from fume.data.dataset import read_paired_table
+    from fume.evaluation.engine import evaluate_predictors
+    from fume.inference.predictor import Predictor
+    from fume.inference.quantize import CalibrationReader, paired_dataset, pick_evenly
+    from fume.models.checkpoint import load_model_from_checkpoint
+
+    model, config = load_model_from_checkpoint(args.checkpoint)
+    size, root = tuple(config.data.image_size), args.dataset
+    fp32, plain, pre = work / "c_fp32.onnx", work / "c_plain.onnx", work / "c_pre.onnx"
+    export_onnx(model, fp32, size)
+    export_onnx(model, plain, size, for_int8=True)
+    quant_pre_process(str(plain), str(pre), skip_symbolic_shape=False)
+    calib = paired_dataset(root / "paired_train_annotations.csv", root, size, config.data.labels)
+    indices = pick_evenly(len(calib), 64)
+
+    def predictor(path: Path) -> Predictor:
+        return Predictor(OnnxBackend(path, check_io=False), size, config.data.labels, frame_window=config.data.frame_window)
+
+    predictors = {"fp32": predictor(fp32)}
+    for i, (name, setting) in enumerate(VARIANTS.items()):
+        out = work / f"c{i}.onnx"
+        quantize(pre, out, CalibrationReader(calib, indices), setting)
+        predictors[name] = predictor(out)
+    table = read_paired_table(root / "paired_val_annotations.csv")
+    scores = evaluate_predictors(predictors, table, root, batch_size=1, boundary=False)
+    base = scores["fp32"].metrics
+    print(f"\n{len(table)} validation pairs; fp32 mIoU {100 * base['miou']:.2f}, balanced accuracy {100 * base['balanced_accuracy']:.2f}")
+    for name in VARIANTS:
+        m = scores[name].metrics
+        print(f"  {name:<45} mIoU {100 * (m['miou'] - base['miou']):+.2f}  balanced accuracy "
+              f"{100 * (m['balanced_accuracy'] - base['balanced_accuracy']):+.2f} points  same class {round(m['same_class_as_fp32'] * len(table))}/{len(table)}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--checkpoint", type=Path, help="also measure accuracy on this checkpoint's validation split")
+    parser.add_argument("--dataset", type=Path, help="the dataset folder of the checkpoint's run (paired_*_annotations.csv)")
+    parser.add_argument("--no-speed", action="store_true")
+    parser.add_argument("--runs", type=int, default=20)
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="fume-int8-") as tmp:
+        if not args.no_speed:
+            speed(args, Path(tmp))
+        if args.checkpoint:
+            accuracy(args, Path(tmp))
+
+
+if __name__ == "__main__":
+    main()
