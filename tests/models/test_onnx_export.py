@@ -64,3 +64,28 @@ def test_failed_export_leaves_no_file(tmp_path):
     with pytest.raises(ValueError, match="multiples of 32"):
         export_onnx(create_model("fume"), path, size=(100, 64))
     assert list(tmp_path.iterdir()) == []
+
+
+def _gate_products_outside_blocked_layout(path, tmp_path) -> int:
+    """Mul nodes of ONNX Runtime's optimised graph fed by a conversion out of its blocked (NCHWc) layout."""
+    options = ort.SessionOptions()
+    options.optimized_model_filepath = str(tmp_path / f"optimised-{path.stem}.onnx")
+    ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    graph = onnx.load(options.optimized_model_filepath).graph
+    producer = {out: node.op_type for node in graph.node for out in node.output}
+    return sum(1 for n in graph.node if n.op_type == "Mul" and any(producer.get(i) == "ReorderOutput" for i in n.input))
+
+
+def test_gates_stay_in_onnx_runtime_blocked_layout_and_int8_graph_computes_the_same(tmp_path):
+    model = make_nontrivial(create_model("fume")).eval()
+    fast, plain = tmp_path / "fume.onnx", tmp_path / "plain.onnx"
+    export_onnx(model, fast, size=(96, 64))
+    export_onnx(model, plain, size=(96, 64), for_int8=True)
+    # 12 squeeze-excitation gates and 2 fusion gates: all multiplied in the blocked layout but the
+    # fusion's channel attention at H/32 (its input is a concatenation ONNX Runtime keeps in NCHW).
+    assert _gate_products_outside_blocked_layout(fast, tmp_path) <= 1
+    assert _gate_products_outside_blocked_layout(plain, tmp_path) >= 14
+    co2, ch4 = random_pair(2, 64, 96)
+    mask = torch.tensor([[1.0, 1.0], [1.0, 0.0]])
+    for path in (fast, plain):
+        assert max(_max_differences(model, _session(path), co2, ch4, mask).values()) < 1e-4
