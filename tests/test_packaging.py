@@ -77,7 +77,7 @@ def test_cli_takes_grid_and_preset_names_from_any_directory(tmp_path: Path, monk
     monkeypatch.chdir(tmp_path)
     result = CliRunner().invoke(app, ["experiments", "leakage", "--preset", "quick", "--dry-run", "--out", str(tmp_path / "out")])
     assert result.exit_code == 0, result.output
-    assert "leakage" in result.output and "random" in result.output
+    assert "leakage" in result.output and "leaky" in result.output
     result = CliRunner().invoke(app, ["experiments", "nope", "--dry-run", "--out", str(tmp_path / "out")])
     assert isinstance(result.exception, ConfigError) and "shipped: ablations, baselines, leakage" in str(result.exception)
     result = CliRunner().invoke(app, ["train", "--config", "nope"])
