@@ -42,7 +42,8 @@ def ensure_environment() -> None:
         venv.create(VENV, with_pip=True)
     print("Installing FUME and its dependencies (first run only; a few minutes)", flush=True)
     _pip(TORCH)  # first, so that no dependency pulls a different (CUDA) torch build
-    _pip("-e", f"{ROOT}[dev,flir]")  # the FLIR extra too: its tests read the shipped sample files
+    # Everything: the runtime, training (`train`), the tests (`dev`) and FLIR files (their tests read the shipped samples).
+    _pip("-e", f"{ROOT}[train,dev,flir]")
     STAMP.write_text(digest)
 
 

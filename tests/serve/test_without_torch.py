@@ -81,3 +81,29 @@ def test_onnx_path_runs_without_torch(onnx_model: Path, sequence: Path, predicto
         np.testing.assert_allclose(a[probs].to_numpy(), b[probs].to_numpy(), rtol=1e-5, atol=1e-7)
         areas = [c for c in a.columns if c.endswith("plume_area_px")]
         np.testing.assert_allclose(a[areas].to_numpy(), b[areas].to_numpy(), rtol=0, atol=0.001 * 96 * 72)
+
+
+CLI = """
+import sys
+class Blocker:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in {blocked!r}:
+            raise ModuleNotFoundError(f"No module named {{name!r}}", name=name)
+sys.meta_path.insert(0, Blocker())
+from fume.cli import main
+sys.argv = ["fume", *sys.argv[1:]]
+main()
+"""
+
+
+def test_commands_that_need_training_say_which_extra(onnx_model: Path, sequence: Path, tmp_path: Path) -> None:
+    def fume(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-c", CLI.format(blocked=BLOCKED), *args], capture_output=True, text=True, timeout=300)
+
+    ok = fume("predict", "--onnx", str(onnx_model), "--co2", str(sequence / "co2/frame_00001.png"), "--out", str(tmp_path / "pred"))
+    assert ok.returncode == 0, ok.stderr[-2000:]
+    assert (tmp_path / "pred" / "predictions.csv").is_file()
+    needs = fume("predict", "--checkpoint", str(tmp_path / "none.ckpt"), "--co2", str(sequence / "co2/frame_00001.png"), "--out", str(tmp_path / "p2"))
+    assert needs.returncode == 1
+    lines = [line for line in needs.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: this needs torch") and 'pip install "fume[train]"' in lines[0], needs.stderr

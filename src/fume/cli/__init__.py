@@ -26,6 +26,7 @@ from typing import Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from typer.core import TyperGroup
 
 from fume.errors import ConfigError, FumeError
@@ -107,13 +108,29 @@ def check_out_file(out: Path | None, option: str = "--out") -> None:
             return
 
 
+# Packages of the `train` extra (pyproject.toml): the base install runs ONNX models without them.
+TRAIN_PACKAGES = frozenset({
+    "torch", "lightning", "torchmetrics", "tensorboard", "scipy", "albumentations", "sklearn", "matplotlib", "onnx", "onnxscript",
+    "safetensors", "huggingface_hub", "optuna", "optuna_integration", "submitit",
+})
+
+
 def main() -> None:
-    """The console script: `fume ...`; a FumeError, or a system error on a file, ends with one line
-    and exit code 1."""
+    """The console script: `fume ...`; a FumeError, a system error on a file, or a command that
+    needs the training extra on a runtime install ends with one line and exit code 1."""
     try:
         app()
     except FumeError as err:
         console.print(f"[bold red]error:[/] {err}", highlight=False)
+        sys.exit(1)
+    except ModuleNotFoundError as err:
+        if (err.name or "").split(".")[0] not in TRAIN_PACKAGES:
+            raise
+        console.print(
+            "[bold red]error:[/] " + escape(f'this needs {err.name}, which comes with the training extra: pip install "fume[train]" '
+                                            "(the base install runs ONNX models: fume predict --onnx, fume serve --model FILE.onnx)"),
+            highlight=False,
+        )
         sys.exit(1)
     except OSError as err:  # not translated where it happened: still one line, naming the file
         if err.errno is None or not err.strerror:
