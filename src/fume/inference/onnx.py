@@ -70,10 +70,11 @@ def add_symbolic_shapes(path: Path) -> None:
     could not, and converted both to NCHW and back around each of them. A graph the inference
     cannot handle is left as exported (it runs the same, only slower)."""
     import onnx
-    from onnxruntime.tools.symbolic_shape_infer import SymbolicShapeInference
 
     model = onnx.load(str(path))
-    try:
+    try:  # needs sympy (PyTorch's dependency, so present wherever FUME exports)
+        from onnxruntime.tools.symbolic_shape_infer import SymbolicShapeInference
+
         inferred = SymbolicShapeInference.infer_shapes(model, auto_merge=True)
     except Exception:  # noqa: BLE001 (a third-party inference that gives up on some graphs)
         return
