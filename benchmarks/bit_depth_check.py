@@ -5,7 +5,10 @@ sub-level detail that the 8-bit copy rounds away), and the quickstart recipe is 
 the same seed and split. The 16-bit run uses `data.frame_window` (default: `auto`, i.e. the 1-99 %
 percentiles of each recording). Prints the test metrics side by side.
 
-    python benchmarks/bit_depth_check.py --out /tmp/fume_bit_depth [--window auto] [training.num_epochs=25 ...]
+    python benchmarks/bit_depth_check.py --out /tmp/fume_bit_depth [--window auto] [--seeds 42,1,2] [training.num_epochs=25 ...]
+
+With several seeds the table shows each condition's mean and standard deviation over seeds: the
+seed-to-seed spread is the noise a difference between the conditions is judged against.
 
 Synthetic data: the figures say whether windowing 16-bit frames costs accuracy, nothing about real
 recordings.
@@ -14,8 +17,8 @@ recordings.
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
-import time
 from pathlib import Path
 
 import numpy as np
@@ -53,6 +56,12 @@ def to_16bit(root8: Path, root16: Path, seed: int = 0) -> int:
 
 
 def run(config, run_dir: Path) -> dict:
+    """Train and evaluate, or read the metrics of a run that finished earlier (the check resumes)."""
+    done = run_dir / "eval-test" / "metrics.json"
+    if done.is_file():
+        return json.loads(done.read_text())
+    if run_dir.exists():
+        shutil.rmtree(run_dir)  # an interrupted run starts again
     result = train(config, run_dir=run_dir)
     return evaluate_checkpoint(result.best_checkpoint, split="test", out=run_dir / "eval-test").metrics
 
@@ -61,28 +70,33 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=Path("outputs/bit_depth_check"))
     parser.add_argument("--window", default="auto", help="data.frame_window of the 16-bit run (auto, minmax, percentile, [low,high])")
+    parser.add_argument("--seeds", default="42", help="training seeds, comma-separated (the quickstart's is 42)")
     parser.add_argument("overrides", nargs="*", help="config overrides for both runs, e.g. training.num_epochs=10")
     args = parser.parse_args()
     out = args.out.resolve()
-    started = time.perf_counter()
-    config8 = resolve_paths(load_config(QUICKSTART_CONFIG, [f"data.dataset_root={out / 'dataset8'}", *args.overrides]))
-    prepare_synthetic_dataset(config8)
+    seeds = [int(s) for s in args.seeds.split(",")]
+
+    def config(dataset: str, seed: int, *extra: str):
+        return resolve_paths(load_config(QUICKSTART_CONFIG, [f"data.dataset_root={out / dataset}", f"experiment.seed={seed}", *extra, *args.overrides]))
+
+    prepare_synthetic_dataset(config("dataset8", seeds[0]))
     if not (out / "dataset16").exists():
         print(f"16-bit copy: {to_16bit(out / 'dataset8', out / 'dataset16')} frames")
-    config16 = resolve_paths(load_config(QUICKSTART_CONFIG, [
-        f"data.dataset_root={out / 'dataset16'}", f"data.frame_window={args.window}", *args.overrides
-    ]))
-    rows = {}
-    for name, config in (("8-bit", config8), (f"16-bit, window {args.window}", config16)):
-        run_dir = out / "runs" / name.split(",")[0]
-        if run_dir.exists():
-            shutil.rmtree(run_dir)
-        rows[name] = run(config, run_dir)
-    table = pd.DataFrame({name: [metrics.get(m) for m in METRICS] for name, metrics in rows.items()}, index=METRICS)
-    table["difference"] = table.iloc[:, 1] - table.iloc[:, 0]
-    print("Synthetic data (quickstart recipe, grouped test split), same seed and split:")
+    conditions = {"8-bit": ("dataset8",), f"16-bit, window {args.window}": ("dataset16", f"data.frame_window={args.window}")}
+    columns = {}
+    for name, (dataset, *extra) in conditions.items():
+        per_seed = []
+        for seed in seeds:
+            run_dir = out / "runs" / f"{dataset}-seed{seed}"
+            per_seed.append([run(config(dataset, seed, *extra), run_dir).get(m) for m in METRICS])
+            print(f"{name}, seed {seed}: " + ", ".join(f"{m} {v:.4f}" for m, v in zip(METRICS, per_seed[-1])))
+        values = np.asarray(per_seed, dtype=float)
+        columns[f"{name}: mean"] = values.mean(0)
+        columns[f"{name}: std"] = values.std(0, ddof=1) if len(seeds) > 1 else np.nan
+    table = pd.DataFrame(columns, index=METRICS)
+    table["difference of means"] = table.iloc[:, 2] - table.iloc[:, 0]
+    print(f"Synthetic data (quickstart recipe, grouped test split), same split, seeds {seeds}:")
     print(table.round(4).to_string())
-    print(f"total {(time.perf_counter() - started) / 60:.1f} min")
 
 
 if __name__ == "__main__":
