@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from functools import partial
 from pathlib import Path
 
 import albumentations as A
@@ -14,10 +13,10 @@ from torch.utils.data import Dataset
 
 from fume.config import FrameWindowConfig, LabelConfig
 from fume.contract import GASES
-from fume.data.frames import frame_to_input, load_frame, load_labelled_frame, resize_frame, resize_mask, stored_bit_depth
+from fume.data.frames import frame_to_input, load_frame, load_labelled_frame, resize_frame, resize_mask
 from fume.data.layout import PAIRED_COLUMNS, PAIRED_RECORDING_COLUMNS, check_table_path, clean_path, missing_columns, read_csv, resolve_table_path
 from fume.data.transforms import build_augmentation, seed_augmentation
-from fume.data.window import needs_recording_range, recording_key, recording_ranges, window_frame
+from fume.data.window import Range, needs_recording_range, recording_key, recording_range, sample_evenly, window_frame
 from fume.errors import ConfigError, DataError
 
 
@@ -100,7 +99,7 @@ class PairedDataset(Dataset):
             for gas in GASES:
                 if row[f"{gas}_frame"]:
                     self.recordings.setdefault(self._recording_key(row, gas), []).append((i, gas))
-        self._ranges: dict[str, tuple[float, float] | None] = {}
+        self._ranges: dict[str, Range] = {}
         if frame_window.mode == "percentile":  # every frame needs its recording's range: all read now, once
             for key in self.recordings:
                 self._window_range(key)
@@ -113,12 +112,12 @@ class PairedDataset(Dataset):
         """A frame's recording (fume.data.window): its gas and recording id, else the frame itself."""
         return recording_key(gas, row[f"{gas}_recording"] or row[f"{gas}_frame"])
 
-    def _window_range(self, key: str) -> tuple[float, float] | None:
-        """The recording's intensity range where its window needs one (read on first use, then kept)."""
+    def _window_range(self, key: str) -> Range:
+        """The recording's intensity range, for frames whose window needs one (read on first use, then kept)."""
         if key not in self._ranges:
             paths = sorted({self._path(self.table.iloc[i], gas, "frame") for i, gas in self.recordings[key]})
-            read = partial(load_frame, max_pixels=self.max_image_pixels)
-            self._ranges[key] = recording_ranges({key: paths}, self.frame_window, read, lambda p: stored_bit_depth(p) == "8-bit").get(key)
+            frames = (load_frame(path, self.max_image_pixels) for path in sample_evenly(paths))
+            self._ranges[key] = recording_range(frames, self.frame_window, f"recording {key}")
         return self._ranges[key]
 
     def __len__(self) -> int:
