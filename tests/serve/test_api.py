@@ -110,6 +110,20 @@ def test_dashboard_and_its_files_are_served(client: TestClient) -> None:
     assert {"/api/predict", "/api/sources", "/api/history", "/api/alerts", "/health"} <= set(spec["paths"])
 
 
+def test_sources_name_the_model_and_warn_of_the_demo_model(client: TestClient, tmp_path: Path) -> None:
+    from fume.inference.demo import DEMO_NOTICE, demo_model_path
+    from fume.inference.predictor import Predictor
+    from fume.serve.service import Service
+
+    assert client.get("/api/sources").json()["model"] == {"name": "fume.onnx", "demo": False, "notice": None}
+    service = Service(Predictor.from_onnx(demo_model_path(), threads=1), tmp_path / "demo.sqlite", [])
+    try:
+        with TestClient(create_app(service)) as demo_client:
+            assert demo_client.get("/api/sources").json()["model"] == {"name": "demo.onnx", "demo": True, "notice": DEMO_NOTICE}
+    finally:
+        service.stop()
+
+
 def test_history_filters_and_csv(make_service) -> None:
     service = make_service()
     for i, (source, cls) in enumerate([("a", "Healthy"), ("b", "Acidotic"), ("a", "Acidotic")]):

@@ -16,9 +16,10 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 @pytest.mark.slow
 @pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (apt-get install -y chromium): the dashboard's browser test needs it")
-def test_dashboard_shows_card_class_and_timeline(serve_process, onnx_model: Path, sequence: Path, tmp_path: Path, predictor) -> None:
+def test_dashboard_shows_card_class_and_timeline(serve_process, sequence: Path, tmp_path: Path, predictor) -> None:
+    # No --model: the bundled demo model, whose notice the page must show.
     server = serve_process(
-        ["--model", str(onnx_model), "--db", str(tmp_path / "h.sqlite"), "--token", "t0ken",
+        ["--db", str(tmp_path / "h.sqlite"), "--token", "t0ken",
          "--source", f"pen=co2:{sequence / 'co2.mp4'},ch4:{sequence / 'ch4.mp4'},loop"],
         tmp_path / "serve.log",
     )
@@ -40,3 +41,4 @@ def test_dashboard_shows_card_class_and_timeline(serve_process, onnx_model: Path
     assert re.search(r'<div class="timeline"><div class="uplot[^"]*">.*<canvas', html, re.S), "no timeline drawn"
     assert re.search(r'<img alt="CO2 overlay of pen" src="api/sources/pen/overlay/co2.jpg\?v=\d+">', html)
     assert "pairs/s processed" in html and "cannot reach the service" not in dom
+    assert re.search(r'<p id="model-notice">Model demo.onnx: the bundled demo model was trained on FUME\'s synthetic data only', dom), dom[:3000]

@@ -36,10 +36,12 @@ def test_kill_9_loses_no_stored_row(serve_process, onnx_model: Path, sequence: P
     assert sorted(by_id) == list(range(1, len(stored) + 1))  # no hole: every committed row is there
     assert len(stored) >= len(seen)
 
-    # A restart on the same file keeps the history and adds to it.
-    again = serve_process(["--model", str(onnx_model), "--db", str(db)], tmp_path / "serve2.log")
+    # A restart on the same file keeps the history. Without --model the service runs the bundled
+    # demo model and says so.
+    again = serve_process(["--db", str(db)], tmp_path / "serve2.log")
     rows = httpx.get(f"{again.url}/api/history", params={"source": "pen"}, timeout=10).json()["rows"]
     assert [r["id"] for r in rows] == sorted(by_id)
+    assert httpx.get(f"{again.url}/api/sources", timeout=10).json()["model"]["demo"] is True
 
 
 def test_a_taken_port_is_refused_with_one_line(onnx_model: Path, tmp_path: Path) -> None:

@@ -12,9 +12,11 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from fume.cli import app, check_out_file, check_out_folder
 from fume.errors import ConfigError
+from fume.logs import get_logger
 
 out_console = Console(soft_wrap=True)  # long paths stay on one line
 err_console = Console(stderr=True)
+log = get_logger(__name__)
 
 
 def _progress() -> Progress:
@@ -25,10 +27,14 @@ def _progress() -> Progress:
 
 
 def _predictor(checkpoint: Optional[Path], onnx: Optional[Path], backend: Optional[str], threads: Optional[int], model: Optional[Path] = None):
+    from fume.inference.demo import DEMO_NOTICE, demo_model_path, is_demo_name
     from fume.inference.predictor import Predictor
 
     if sum(x is not None for x in (checkpoint, onnx, model)) != 1:
-        raise ConfigError("give one of --checkpoint CKPT, --model DIR (fume publish) or --onnx FILE")
+        raise ConfigError("give one of --checkpoint CKPT, --model DIR (fume publish) or demo, or --onnx FILE")
+    if is_demo_name(model):
+        log.warning(f"model: {DEMO_NOTICE}")
+        return Predictor.from_onnx(demo_model_path(), threads=threads)
     if model is not None:
         from fume.models.pretrained import load_pretrained
 
@@ -45,7 +51,7 @@ def _predictor(checkpoint: Optional[Path], onnx: Optional[Path], backend: Option
 def predict_command(
     checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", "-k", help="A .ckpt written by fume train"),
     onnx: Optional[Path] = typer.Option(None, "--onnx", help="An ONNX file written by fume export (instead of --checkpoint)"),
-    model: Optional[Path] = typer.Option(None, "--model", help="A model folder written by fume publish (instead of --checkpoint)"),
+    model: Optional[Path] = typer.Option(None, "--model", help="A model folder written by fume publish, or `demo`: the bundled demo model (synthetic data only)"),
     co2: Optional[Path] = typer.Option(None, "--co2", help="CO2 frame of one pair"),
     ch4: Optional[Path] = typer.Option(None, "--ch4", help="CH4 frame of one pair"),
     inputs: Optional[Path] = typer.Option(None, "--input", "-i", help="Batch mode: a folder of pairs (co2/ + ch4/ sub-folders or NAME_co2/NAME_ch4 files) or a paired CSV"),

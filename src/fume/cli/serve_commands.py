@@ -43,7 +43,7 @@ def check_port(host: str, port: int) -> None:
 
 @app.command("serve")
 def serve_command(
-    model: Optional[Path] = typer.Option(None, "--model", help="An ONNX file (fume export) or a model folder (fume publish)"),
+    model: Optional[Path] = typer.Option(None, "--model", help="An ONNX file (fume export) or a model folder (fume publish); default: the bundled demo model (synthetic data only)"),
     checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", "-k", help="A .ckpt written by fume train (instead of --model)"),
     host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on; anything but loopback needs --token"),
     port: int = typer.Option(8000, "--port", help="TCP port"),
@@ -63,6 +63,7 @@ def serve_command(
 ) -> None:
     """The monitoring service: HTTP API (POST /api/predict, /api/sources, /api/history, /docs),
     a dashboard at / of live sources, alerts (stored, sent to webhooks) and history in SQLite."""
+    from fume.inference.demo import DEMO_NAME
     from fume.inference.video import EMA_ALPHA
     from fume.serve.alerts import AlertRule
     from fume.serve.service import ServeConfig
@@ -74,8 +75,10 @@ def serve_command(
         raise ConfigError(f"--port must be 1-65535, got {port}")
     if max_upload_mb <= 0 or max_upload_pixels <= 0:
         raise ConfigError("--max-upload-mb and --max-upload-pixels must be positive")
-    if (model is None) == (checkpoint is None):
-        raise ConfigError("give one of --model FILE.onnx|DIR or --checkpoint CKPT")
+    if model is not None and checkpoint is not None:
+        raise ConfigError("give one of --model FILE.onnx|DIR|demo or --checkpoint CKPT (neither: the bundled demo model)")
+    if model is None and checkpoint is None:
+        model = Path(DEMO_NAME)
     check_out_file(db, "--db")
     specs = [parse_source(text) for text in sources]
     config = ServeConfig(

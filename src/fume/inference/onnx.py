@@ -85,10 +85,14 @@ def add_symbolic_shapes(path: Path) -> None:
 def add_metadata(onnx_path: Path, config: Any, size: tuple[int, int]) -> None:
     """Store the run's configuration and frame size in the ONNX file, so a deployed file alone says
     which classes it predicts and how pH maps to them."""
+    set_metadata(onnx_path, {META_CONFIG: json.dumps(config.to_dict()), META_IMAGE_SIZE: f"{size[0]}x{size[1]}", "fume.model": config.model.name})
+
+
+def set_metadata(onnx_path: Path, entries: dict[str, str]) -> None:
+    """Write `entries` into the ONNX file's metadata, replacing those keys and keeping the others."""
     import onnx
 
     model = onnx.load(str(onnx_path))
-    entries = {META_CONFIG: json.dumps(config.to_dict()), META_IMAGE_SIZE: f"{size[0]}x{size[1]}", "fume.model": config.model.name}
     kept = [p for p in model.metadata_props if p.key not in entries]
     del model.metadata_props[:]
     model.metadata_props.extend(kept)

@@ -2,7 +2,8 @@
 
     POST /api/predict              multipart fields co2 and/or ch4 (images) -> fume predict's per-pair JSON
                                    (?overlays=true adds base64 PNG overlays)
-    GET  /api/sources              each live source: state, rate, latest smoothed class and areas
+    GET  /api/sources              the model (with the demo model's notice) and each live source: state,
+                                   rate, latest smoothed class and areas
     GET  /api/sources/NAME/overlay/GAS.jpg   the latest overlay of a source
     GET  /api/history?source=&since=&limit=&points=&format=csv    stored pairs (JSON, or CSV to download)
     GET  /api/alerts?source=&since=
@@ -94,9 +95,9 @@ def create_app(service: Service, token: str | None = None) -> FastAPI:
         # Decoding and the model run in a worker thread: the event loop stays free for the dashboard.
         return await run_in_threadpool(_predict_uploads, service, uploads, overlays)
 
-    @app.get("/api/sources", summary="Live sources: state, processing rate, latest smoothed class and plume areas")
+    @app.get("/api/sources", summary="The model and the live sources: state, processing rate, latest smoothed class and plume areas")
     def sources() -> dict[str, Any]:
-        return {"class_names": service.class_names, "alert": asdict(service.config.alert),
+        return {"class_names": service.class_names, "model": service.model, "alert": asdict(service.config.alert),
                 "sources": [s.snapshot() for s in service.sources.values()]}
 
     @app.get("/api/sources/{name}/overlay/{gas}.jpg", summary="The latest overlay of a source", response_class=Response)

@@ -14,6 +14,7 @@ import numpy as np
 
 from fume.contract import GASES
 from fume.errors import ConfigError
+from fume.inference.demo import DEMO_META, DEMO_NOTICE
 from fume.inference.predictor import PairPrediction, Predictor
 from fume.inference.video import EMA_ALPHA
 from fume.serve.alerts import AlertRule, Webhooks
@@ -59,6 +60,12 @@ class Service:
         }
         self.stop_event = threading.Event()
         self.threads: list[threading.Thread] = []
+
+    @property
+    def model(self) -> dict[str, Any]:
+        """The model's file name and, for the bundled demo model, the notice the dashboard shows."""
+        demo = DEMO_META in getattr(self.predictor.backend, "metadata", {})
+        return {"name": Path(self.predictor.source).name, "demo": demo, "notice": DEMO_NOTICE if demo else None}
 
     @property
     def class_names(self) -> list[str]:

@@ -119,6 +119,9 @@ async function refresh() {
   try {
     const data = await getJSON("api/sources");
     classNames = data.class_names;
+    const notice = document.getElementById("model-notice");
+    notice.hidden = !data.model.notice;
+    notice.textContent = data.model.notice ? `Model ${data.model.name}: ${data.model.notice}.` : "";
     document.getElementById("no-sources").hidden = data.sources.length > 0;
     const now = Date.now();
     for (const source of data.sources) {
