@@ -203,3 +203,16 @@ def test_failed_batch_leaves_no_outputs(checkpoint: Path, dataset: Path, tmp_pat
     with pytest.raises(DataError, match=str(broken)):
         predict_pairs(Predictor.from_checkpoint(checkpoint), pairs, out)
     assert sorted(p.name for p in out.rglob("*")) == ["notes.txt"]
+
+
+@pytest.mark.parametrize("classes", [2, 3, 5])
+def test_channel_argmax_is_numpys_argmax_ties_included(classes: int) -> None:
+    from fume.inference.predictor import channel_argmax
+
+    rng = np.random.default_rng(classes)
+    logits = rng.integers(-2, 3, (classes, 37, 53)).astype(np.float32)  # few values: many ties
+    labels = channel_argmax(logits)
+    assert labels.dtype == np.uint8
+    np.testing.assert_array_equal(labels, logits.argmax(0))
+    strided = rng.standard_normal((29, 31, classes)).astype(np.float32).transpose(2, 0, 1)  # the OpenCV path's layout
+    np.testing.assert_array_equal(channel_argmax(strided), strided.argmax(0))

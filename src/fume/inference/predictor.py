@@ -127,7 +127,7 @@ def native_mask(logits: np.ndarray, native_hw: tuple[int, int]) -> np.ndarray:
     (an ONNX-only runtime) OpenCV resizes: its float weights differ from PyTorch's by up to ~2e-4,
     so only a pixel whose two best classes are closer than that can get the other label."""
     if tuple(logits.shape[-2:]) == tuple(native_hw):
-        return logits.argmax(0).astype(np.uint8)
+        return channel_argmax(logits)
     try:
         import torch
         import torch.nn.functional as F
@@ -136,9 +136,20 @@ def native_mask(logits: np.ndarray, native_hw: tuple[int, int]) -> np.ndarray:
 
         h, w = native_hw
         resized = cv2.resize(np.ascontiguousarray(logits.transpose(1, 2, 0), np.float32), (w, h), interpolation=cv2.INTER_LINEAR)
-        return resized.reshape(h, w, -1).argmax(-1).astype(np.uint8)
+        return channel_argmax(resized.reshape(h, w, -1).transpose(2, 0, 1))
     resized = F.interpolate(torch.from_numpy(logits)[None].float(), size=tuple(native_hw), mode="bilinear", align_corners=False)
     return resized.argmax(1)[0].numpy().astype(np.uint8)
+
+
+def channel_argmax(logits: np.ndarray) -> np.ndarray:
+    """argmax over the first axis of (C, H, W) as uint8 labels (ties to the lower class, as
+    np.argmax): one comparison per class, about twice as fast as np.argmax(0) for a few classes."""
+    labels = np.zeros(logits.shape[1:], np.uint8)
+    best = logits[0].copy()
+    for c in range(1, logits.shape[0]):
+        labels[logits[c] > best] = c
+        np.maximum(best, logits[c], out=best)
+    return labels
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
