@@ -166,3 +166,23 @@ def test_a_reachable_host_needs_a_token(host: str, onnx_model: Path, tmp_path: P
     assert result.exit_code != 0
     assert "give --token" in str(result.exception)
     assert not (tmp_path / "h.sqlite").exists()
+
+
+def test_the_model_runs_one_pair_at_a_time_and_the_callers_predictor_is_untouched(predictor, make_service, sequence: Path) -> None:
+    """The service calls the backend under its lock (two pairs at once would only make both late);
+    decoding and masks stay outside it. The Predictor handed in keeps its own backend."""
+    service = make_service()
+    assert service.predictor.backend is not predictor.backend and service.predictor.backend.backend is predictor.backend
+    assert service.predictor.backend.metadata is predictor.backend.metadata  # what the service reads of the model passes through
+    seen = []
+    inner = service.predictor.backend.backend
+
+    def backend(*inputs):
+        seen.append(service.lock.locked())
+        return inner(*inputs)
+
+    service.predictor.backend.backend = backend
+    frames = {gas: load_frame(path) for gas, path in frame_files(sequence).items()}
+    got = service.predict(frames["co2"], frames["ch4"])
+    assert seen == [True] and not service.lock.locked()
+    np.testing.assert_array_equal(got.probabilities, predictor.predict(frames["co2"], frames["ch4"]).probabilities)

@@ -1,9 +1,11 @@
 """The service behind `fume serve`: one Predictor shared by the HTTP API and the live sources, the
-history, the alert rule and the webhooks. Inference runs one pair at a time (a lock): the model
-already uses every core, and two pairs at once would only make both late."""
+history, the alert rule and the webhooks. The model runs one pair at a time (a lock around the
+backend's call): it already uses every core, and two pairs at once would only make both late; the
+rest of a request (decoding, masks at the frame's size, the JSON) goes on beside it."""
 
 from __future__ import annotations
 
+import copy
 import threading
 import time
 from dataclasses import dataclass
@@ -37,9 +39,25 @@ class ServeConfig:
     max_upload_pixels: int = DEFAULT_MAX_UPLOAD_PIXELS
 
 
+class SerialBackend:
+    """A Predictor's backend called by one thread at a time; its other attributes pass through."""
+
+    def __init__(self, backend: Any, lock: threading.Lock) -> None:
+        self.backend, self.lock = backend, lock
+
+    def __call__(self, *inputs: np.ndarray) -> dict[str, np.ndarray]:
+        with self.lock:
+            return self.backend(*inputs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.backend, name)
+
+
 class Service:
     def __init__(self, predictor: Predictor, db: str | Path, specs: list[SourceSpec], config: ServeConfig | None = None) -> None:
-        self.predictor = predictor
+        self.lock = threading.Lock()
+        self.predictor = copy.copy(predictor)  # the caller's Predictor keeps its own backend
+        self.predictor.backend = SerialBackend(predictor.backend, self.lock)
         self.config = config or ServeConfig()
         names = [s.name for s in specs]
         if len(set(names)) != len(names):
@@ -48,7 +66,6 @@ class Service:
             raise ConfigError(f"--alert-class {self.config.alert.class_name!r} is not one of the model's classes {predictor.label_config.class_names}")
         self.history = History(db)
         self.webhooks = Webhooks(list(self.config.webhooks), self.config.webhook_timeout_s)
-        self.lock = threading.Lock()
         self.started_at = time.time()
         open_alerts = self.history.open_alerts()
         self.sources = {
@@ -72,8 +89,7 @@ class Service:
         return list(self.predictor.label_config.class_names)
 
     def predict(self, co2: np.ndarray | None, ch4: np.ndarray | None, sample_id: str | None = None, ranges: Any = (None, None)) -> PairPrediction:
-        with self.lock:
-            return self.predictor.predict(co2, ch4, sample_id=sample_id, ranges=ranges)
+        return self.predictor.predict(co2, ch4, sample_id=sample_id, ranges=ranges)
 
     def start(self) -> None:
         """Start the webhooks' thread and one thread per source."""
