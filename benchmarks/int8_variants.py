@@ -4,10 +4,11 @@ and classes against fp32 on the run's validation split.
 
     .venv/bin/python benchmarks/int8_variants.py [--runs 20] [--threads 2]
     .venv/bin/python benchmarks/int8_variants.py --checkpoint best.ckpt --dataset DATASET_DIR --no-speed
+    .venv/bin/python benchmarks/int8_variants.py --no-speed --calibration-cost [--pairs 64]
 
-Settings (ONNX Runtime's quantize_static, MinMax calibration, uint8 activations, 7-bit int8
-weights, the first convolution always fp32): the default of `fume export --quantize int8` and
-the variants the inference-speed issue asked about. Speed uses an untrained FUME (speed does not
+Settings (ONNX Runtime's quantize_static, uint8 activations, 7-bit int8 weights, the first
+convolution always fp32; MinMax calibration unless the name says percentile): the default of
+`fume export --quantize int8` and the variants the inference-speed issue asked about. Speed uses an untrained FUME (speed does not
 depend on the weights) calibrated on synthetic frames; accuracy uses 64 calibration pairs of the
 dataset's train table, as `fume export` does.
 """
@@ -31,19 +32,26 @@ from fume.inference.quantize import single_channel_convs
 from fume.machine import machine_description, time_calls
 
 H32 = tuple(f"/encoder/global_features/global_features.{i}" for i in range(6, 10))
-VARIANTS = {  # name: (quant format, per channel, operator types or None for all, node-name prefixes kept fp32, depthwise fp32)
-    "default: QDQ, per channel, every operator": (QuantFormat.QDQ, True, None, (), False),
-    "fusion and classifier in fp32": (QuantFormat.QDQ, True, None, ("/fusion", "/classifier"), False),
-    "fusion, classifier and H/32 stage in fp32": (QuantFormat.QDQ, True, None, ("/fusion", "/classifier", *H32), False),
-    "QDQ, weights per tensor": (QuantFormat.QDQ, False, None, (), False),
-    "QOperator, conv and matmul only": (QuantFormat.QOperator, True, ["Conv", "MatMul"], (), False),
-    "QDQ, conv and matmul only": (QuantFormat.QDQ, True, ["Conv", "MatMul"], (), False),
-    "QDQ, pointwise conv only (depthwise fp32)": (QuantFormat.QDQ, True, ["Conv", "MatMul"], (), True),
+MINMAX = (CalibrationMethod.MinMax, {})
+# ONNX Runtime's own default percentile. Accuracy only: the graph is the default's (same speed), and
+# its calibrater keeps every activation of every calibration pair: at 640x480 with 64 pairs 20 GB
+# and 87 s (MinMax: 1.2 GB, 8 s); it also stops on a tensor of (near) constant value ("Too many bins").
+PERCENTILE = (CalibrationMethod.Percentile, {"CalibPercentile": 99.999})
+VARIANTS = {  # name: (quant format, per channel, operator types or None for all, node-name prefixes kept fp32, depthwise fp32, calibration)
+    "default: QDQ, per channel, every operator": (QuantFormat.QDQ, True, None, (), False, MINMAX),
+    "fusion and classifier in fp32": (QuantFormat.QDQ, True, None, ("/fusion", "/classifier"), False, MINMAX),
+    "fusion, classifier and H/32 stage in fp32": (QuantFormat.QDQ, True, None, ("/fusion", "/classifier", *H32), False, MINMAX),
+    "QDQ, weights per tensor": (QuantFormat.QDQ, False, None, (), False, MINMAX),
+    "QOperator, conv and matmul only": (QuantFormat.QOperator, True, ["Conv", "MatMul"], (), False, MINMAX),
+    "QDQ, conv and matmul only": (QuantFormat.QDQ, True, ["Conv", "MatMul"], (), False, MINMAX),
+    "QDQ, pointwise conv only (depthwise fp32)": (QuantFormat.QDQ, True, ["Conv", "MatMul"], (), True, MINMAX),
+    "default, percentile 99.999 calibration": (QuantFormat.QDQ, True, None, (), False, PERCENTILE),
 }
+TIMED = [name for name, setting in VARIANTS.items() if setting[-1] is MINMAX]  # the others share a timed graph
 
 
 def quantize(pre: Path, out: Path, reader, setting) -> None:
-    fmt, per_channel, op_types, fp32_prefixes, depthwise_fp32 = setting
+    fmt, per_channel, op_types, fp32_prefixes, depthwise_fp32, (method, calibration_options) = setting
     model = onnx.load(str(pre), load_external_data=False)
     weights = {i.name: i for i in model.graph.initializer}
     keep = single_channel_convs(pre) + [n.name for n in model.graph.node if fp32_prefixes and n.name.startswith(fp32_prefixes)]
@@ -55,7 +63,7 @@ def quantize(pre: Path, out: Path, reader, setting) -> None:
     extra = {"op_types_to_quantize": op_types} if op_types else {}
     quantize_static(
         str(pre), str(out), reader, quant_format=fmt, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-        per_channel=per_channel, calibrate_method=CalibrationMethod.MinMax, reduce_range=True, nodes_to_exclude=keep, **extra,
+        per_channel=per_channel, calibrate_method=method, reduce_range=True, nodes_to_exclude=keep, extra_options=calibration_options, **extra,
     )
 
 
@@ -73,16 +81,16 @@ def speed(args, work: Path) -> None:
     quant_pre_process(str(plain), str(pre), skip_symbolic_shape=False)
     calibration = synthetic_pairs((640, 480), 6)
     runners = {"fp32": OnnxBackend(fp32, threads=args.threads)}
-    for i, (name, setting) in enumerate(VARIANTS.items()):
+    for i, name in enumerate(TIMED):
         out = work / f"v{i}.onnx"
-        quantize(pre, out, _ListReader(calibration, ["co2", "ch4", "modality_mask"]), setting)
+        quantize(pre, out, _ListReader(calibration, ["co2", "ch4", "modality_mask"]), VARIANTS[name])
         runners[name] = OnnxBackend(out, threads=args.threads)
     rng = np.random.default_rng(0)
     x = [rng.random((1, 1, 480, 640), dtype=np.float32) for _ in range(2)] + [np.ones((1, 2), np.float32)]
     print(f"machine: {machine_description()}; load average before {os.getloadavg()}")
     timed = time_calls({name: (lambda r=r: r(*x)) for name, r in runners.items()}, runs=args.runs, warmup=2)
     print(f"load average after {os.getloadavg()}\n\nint8 gain = median over alternating calls of fp32 time / int8 time")
-    for name in VARIANTS:
+    for name in TIMED:
         gain = statistics.median(a / b for a, b in zip(timed["fp32"]["times_ms"], timed[name]["times_ms"]))
         print(f"  {name:<45} p50 {timed[name]['p50_ms']:7.1f} ms (fp32 {timed['fp32']['p50_ms']:.1f})  gain {gain:.2f}x")
 
@@ -121,6 +129,31 @@ def accuracy(args, work: Path) -> None:
               f"{100 * (m['balanced_accuracy'] - base['balanced_accuracy']):+.2f} points  same class {round(m['same_class_as_fp32'] * len(table))}/{len(table)}")
 
 
+def calibration_cost(args, work: Path) -> None:
+    """Time and peak memory of calibrating + quantizing FUME at 640x480 on `--pairs` frames, MinMax
+    against percentile, each in a fresh process (peak RSS is per process). A FUME with random
+    batch-norm statistics: an untrained one has constant activations that percentile refuses."""
+    import subprocess
+    import sys
+
+    code = (
+        "import resource, sys, time, torch; from pathlib import Path; sys.path.insert(0, 'benchmarks'); sys.path.insert(0, 'tests/models')\n"
+        "import int8_variants as iv; from model_helpers import make_nontrivial\n"
+        "from onnxruntime.quantization.shape_inference import quant_pre_process\n"
+        "from fume.inference.benchmark import _ListReader, synthetic_pairs; from fume.models import create_model\n"
+        "work, name, n = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3]); torch.manual_seed(0)\n"
+        "iv.export_onnx(make_nontrivial(create_model('fume')).eval(), work / 'p.onnx', (640, 480), for_int8=True)\n"
+        "quant_pre_process(str(work / 'p.onnx'), str(work / 'pre.onnx'), skip_symbolic_shape=False)\n"
+        "pairs = synthetic_pairs((640, 480), n); start = time.perf_counter()\n"
+        "iv.quantize(work / 'pre.onnx', work / 'q.onnx', _ListReader(pairs, ['co2', 'ch4', 'modality_mask']), iv.VARIANTS[name])\n"
+        "print(f'{time.perf_counter() - start:.0f} s, peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.1f} GB')\n"
+    )
+    print(f"\ncalibrating and quantizing FUME at 640x480 on {args.pairs} pairs:")
+    for name in ("default: QDQ, per channel, every operator", "default, percentile 99.999 calibration"):
+        done = subprocess.run([sys.executable, "-c", code, str(work), name, str(args.pairs)], capture_output=True, text=True)
+        print(f"  {name:<45} {(done.stdout.strip() or done.stderr.strip()).splitlines()[-1]}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--checkpoint", type=Path, help="also measure accuracy on this checkpoint's validation split")
@@ -128,12 +161,16 @@ def main() -> None:
     parser.add_argument("--no-speed", action="store_true")
     parser.add_argument("--runs", type=int, default=20)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--calibration-cost", action="store_true", help="also time MinMax and percentile calibration at 640x480")
+    parser.add_argument("--pairs", type=int, default=64, help="calibration pairs for --calibration-cost (fume export's default)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="fume-int8-") as tmp:
         if not args.no_speed:
             speed(args, Path(tmp))
         if args.checkpoint:
             accuracy(args, Path(tmp))
+        if args.calibration_cost:
+            calibration_cost(args, Path(tmp))
 
 
 if __name__ == "__main__":
