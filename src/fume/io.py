@@ -243,7 +243,10 @@ class VideoWriter:
         self.stream = self.container.add_stream(codec, rate=Fraction(fps).limit_denominator(1001))
         self.stream.pix_fmt = "yuv420p"
         if codec == "libx264":
-            self.stream.options = {"crf": "23", "preset": "veryfast"}
+            # ultrafast rather than veryfast: the encode stage of fume predict's annotated video took
+            # 12 -> 7 ms per pair and the whole path 24.6 -> 28.0 pairs/s on 2 cores
+            # (benchmarks/video_speed.py), keeping up with two 30 fps cameras. Files may be larger.
+            self.stream.options = {"crf": "23", "preset": "ultrafast"}
         self.size: tuple[int, int] | None = None
 
     def write(self, bgr: np.ndarray) -> None:
