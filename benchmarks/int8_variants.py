@@ -67,6 +67,14 @@ def quantize(pre: Path, out: Path, reader, setting) -> None:
     )
 
 
+def graph_to_quantize(model, size: tuple[int, int], work: Path, stem: str) -> Path:
+    """`model` exported as `fume export --quantize int8` quantizes it (no gate spreads), pre-processed."""
+    plain, pre = work / f"{stem}_plain.onnx", work / f"{stem}_pre.onnx"
+    export_onnx(model, plain, size, for_int8=True)
+    quant_pre_process(str(plain), str(pre), skip_symbolic_shape=False)
+    return pre
+
+
 def speed(args, work: Path) -> None:
     import torch
 
@@ -75,10 +83,9 @@ def speed(args, work: Path) -> None:
 
     torch.manual_seed(0)
     model = create_model("fume").eval()
-    fp32, plain, pre = work / "fp32.onnx", work / "plain.onnx", work / "pre.onnx"
+    fp32 = work / "fp32.onnx"
     export_onnx(model, fp32, (640, 480))
-    export_onnx(model, plain, (640, 480), for_int8=True)
-    quant_pre_process(str(plain), str(pre), skip_symbolic_shape=False)
+    pre = graph_to_quantize(model, (640, 480), work, "speed")
     calibration = synthetic_pairs((640, 480), 6)
     runners = {"fp32": OnnxBackend(fp32, threads=args.threads)}
     for i, name in enumerate(TIMED):
@@ -104,10 +111,9 @@ def accuracy(args, work: Path) -> None:
 
     model, config = load_model_from_checkpoint(args.checkpoint)
     size, root = tuple(config.data.image_size), args.dataset
-    fp32, plain, pre = work / "c_fp32.onnx", work / "c_plain.onnx", work / "c_pre.onnx"
+    fp32 = work / "c_fp32.onnx"
     export_onnx(model, fp32, size)
-    export_onnx(model, plain, size, for_int8=True)
-    quant_pre_process(str(plain), str(pre), skip_symbolic_shape=False)
+    pre = graph_to_quantize(model, size, work, "checkpoint")
     calib = paired_dataset(root / "paired_train_annotations.csv", root, size, config.data.labels)
     indices = pick_evenly(len(calib), 64)
 
@@ -129,29 +135,42 @@ def accuracy(args, work: Path) -> None:
               f"{100 * (m['balanced_accuracy'] - base['balanced_accuracy']):+.2f} points  same class {round(m['same_class_as_fp32'] * len(table))}/{len(table)}")
 
 
-def calibration_cost(args, work: Path) -> None:
+CALIBRATIONS_COSTED = ("default: QDQ, per channel, every operator", "default, percentile 99.999 calibration")
+
+
+def calibration_cost(args) -> None:
     """Time and peak memory of calibrating + quantizing FUME at 640x480 on `--pairs` frames, MinMax
-    against percentile, each in a fresh process (peak RSS is per process). A FUME with random
-    batch-norm statistics: an untrained one has constant activations that percentile refuses."""
+    against percentile, each in a fresh process of this script (peak RSS is per process)."""
     import subprocess
     import sys
 
-    code = (
-        "import resource, sys, time, torch; from pathlib import Path; sys.path.insert(0, 'benchmarks'); sys.path.insert(0, 'tests/models')\n"
-        "import int8_variants as iv; from model_helpers import make_nontrivial\n"
-        "from onnxruntime.quantization.shape_inference import quant_pre_process\n"
-        "from fume.inference.benchmark import _ListReader, synthetic_pairs; from fume.models import create_model\n"
-        "work, name, n = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3]); torch.manual_seed(0)\n"
-        "iv.export_onnx(make_nontrivial(create_model('fume')).eval(), work / 'p.onnx', (640, 480), for_int8=True)\n"
-        "quant_pre_process(str(work / 'p.onnx'), str(work / 'pre.onnx'), skip_symbolic_shape=False)\n"
-        "pairs = synthetic_pairs((640, 480), n); start = time.perf_counter()\n"
-        "iv.quantize(work / 'pre.onnx', work / 'q.onnx', _ListReader(pairs, ['co2', 'ch4', 'modality_mask']), iv.VARIANTS[name])\n"
-        "print(f'{time.perf_counter() - start:.0f} s, peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.1f} GB')\n"
-    )
     print(f"\ncalibrating and quantizing FUME at 640x480 on {args.pairs} pairs:")
-    for name in ("default: QDQ, per channel, every operator", "default, percentile 99.999 calibration"):
-        done = subprocess.run([sys.executable, "-c", code, str(work), name, str(args.pairs)], capture_output=True, text=True)
+    for name in CALIBRATIONS_COSTED:
+        done = subprocess.run([sys.executable, __file__, "--calibrate-once", name, "--pairs", str(args.pairs)], capture_output=True, text=True)
         print(f"  {name:<45} {(done.stdout.strip() or done.stderr.strip()).splitlines()[-1]}")
+
+
+def calibrate_once(name: str, pairs: int, work: Path) -> None:
+    """One setting's calibration and quantization, timed, with the process's peak memory. A FUME with
+    random batch-norm statistics: an untrained one has constant activations that percentile refuses."""
+    import resource
+    import sys
+    import time
+
+    import torch
+
+    from fume.inference.benchmark import _ListReader, synthetic_pairs
+    from fume.models import create_model
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "models"))
+    from model_helpers import make_nontrivial
+
+    torch.manual_seed(0)
+    pre = graph_to_quantize(make_nontrivial(create_model("fume")).eval(), (640, 480), work, "cost")
+    calibration = synthetic_pairs((640, 480), pairs)
+    start = time.perf_counter()
+    quantize(pre, work / "cost.onnx", _ListReader(calibration, ["co2", "ch4", "modality_mask"]), VARIANTS[name])
+    print(f"{time.perf_counter() - start:.0f} s, peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.1f} GB")
 
 
 def main() -> None:
@@ -163,14 +182,17 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--calibration-cost", action="store_true", help="also time MinMax and percentile calibration at 640x480")
     parser.add_argument("--pairs", type=int, default=64, help="calibration pairs for --calibration-cost (fume export's default)")
+    parser.add_argument("--calibrate-once", choices=CALIBRATIONS_COSTED, help=argparse.SUPPRESS)  # --calibration-cost's child process
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="fume-int8-") as tmp:
+        if args.calibrate_once:
+            return calibrate_once(args.calibrate_once, args.pairs, Path(tmp))
         if not args.no_speed:
             speed(args, Path(tmp))
         if args.checkpoint:
             accuracy(args, Path(tmp))
         if args.calibration_cost:
-            calibration_cost(args, Path(tmp))
+            calibration_cost(args)
 
 
 if __name__ == "__main__":
