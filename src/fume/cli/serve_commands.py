@@ -63,7 +63,7 @@ def serve_command(
 ) -> None:
     """The monitoring service: HTTP API (POST /api/predict, /api/sources, /api/history, /docs),
     a dashboard at / of live sources, alerts (stored, sent to webhooks) and history in SQLite."""
-    from fume.inference.demo import DEMO_NAME
+    from fume.inference.demo import DEMO_NOTICE, demo_model_path
     from fume.inference.video import EMA_ALPHA
     from fume.serve.alerts import AlertRule
     from fume.serve.service import ServeConfig
@@ -77,8 +77,9 @@ def serve_command(
         raise ConfigError("--max-upload-mb and --max-upload-pixels must be positive")
     if model is not None and checkpoint is not None:
         raise ConfigError("give one of --model FILE.onnx|DIR|demo or --checkpoint CKPT (neither: the bundled demo model)")
-    if model is None and checkpoint is None:
-        model = Path(DEMO_NAME)
+    if model is None and checkpoint is None:  # the bundled file itself, whatever the current folder holds
+        model = demo_model_path()
+        log.warning(f"model: {DEMO_NOTICE}")
     check_out_file(db, "--db")
     specs = [parse_source(text) for text in sources]
     config = ServeConfig(
