@@ -7,8 +7,9 @@ and classes against fp32 on the run's validation split.
     .venv/bin/python benchmarks/int8_variants.py --no-speed --calibration-cost [--pairs 64]
 
 Settings (ONNX Runtime's quantize_static, uint8 activations, 7-bit int8 weights, the first
-convolution always fp32; MinMax calibration unless the name says percentile): the default of
-`fume export --quantize int8` and the variants the inference-speed issue asked about. Speed uses an untrained FUME (speed does not
+convolution always fp32): the default of `fume export --quantize int8` (activation ranges at the
+99.999th percentile of |x|, the frame standardisation in fp32), the min/max ranges it used before,
+and the variants the inference-speed issue asked about. Speed uses an untrained FUME (speed does not
 depend on the weights) calibrated on synthetic frames; accuracy uses 64 calibration pairs of the
 dataset's train table, as `fume export` does.
 """
@@ -23,62 +24,59 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
-from onnxruntime.quantization.shape_inference import quant_pre_process
 
 from fume.inference.backends import OnnxBackend
 from fume.inference.onnx import export_onnx
-from fume.inference.quantize import single_channel_convs
+from fume.inference.quantize import fp32_nodes, preprocess_for_int8, quantize_preprocessed, single_channel_convs
 from fume.machine import machine_description, time_calls
 
 H32 = tuple(f"/encoder/global_features/global_features.{i}" for i in range(6, 10))
-MINMAX = (CalibrationMethod.MinMax, {})
-# ONNX Runtime's own default percentile. Accuracy only: the graph is the default's (same speed), and
-# its calibrater keeps every activation of every calibration pair: at 640x480 with 64 pairs 20 GB
-# and 87 s (MinMax: 1.2 GB, 8 s); it also stops on a tensor of (near) constant value ("Too many bins").
-PERCENTILE = (CalibrationMethod.Percentile, {"CalibPercentile": 99.999})
-VARIANTS = {  # name: (quant format, per channel, operator types or None for all, node-name prefixes kept fp32, depthwise fp32, calibration)
-    "default: QDQ, per channel, every operator": (QuantFormat.QDQ, True, None, (), False, MINMAX),
-    "fusion and classifier in fp32": (QuantFormat.QDQ, True, None, ("/fusion", "/classifier"), False, MINMAX),
-    "fusion, classifier and H/32 stage in fp32": (QuantFormat.QDQ, True, None, ("/fusion", "/classifier", *H32), False, MINMAX),
-    "QDQ, weights per tensor": (QuantFormat.QDQ, False, None, (), False, MINMAX),
-    "QOperator, conv and matmul only": (QuantFormat.QOperator, True, ["Conv", "MatMul"], (), False, MINMAX),
-    "QDQ, conv and matmul only": (QuantFormat.QDQ, True, ["Conv", "MatMul"], (), False, MINMAX),
-    "QDQ, pointwise conv only (depthwise fp32)": (QuantFormat.QDQ, True, ["Conv", "MatMul"], (), True, MINMAX),
-    "default, percentile 99.999 calibration": (QuantFormat.QDQ, True, None, (), False, PERCENTILE),
+DEFAULT = "default: percentile ranges, standardisation fp32"
+# name: options of quantize_preprocessed, plus "keep" (node-name prefixes also kept fp32),
+# "depthwise_fp32" and "standardisation_int8" (only the first convolution fp32, as before)
+VARIANTS: dict[str, dict] = {
+    DEFAULT: {},
+    "min/max ranges (the default until 2026-11-30)": {"percentile": 100.0, "standardisation_int8": True},
+    "min/max ranges, standardisation fp32": {"percentile": 100.0},
+    "percentile ranges, standardisation int8": {"standardisation_int8": True},
+    "default, fusion and classifier in fp32": {"keep": ("/fusion", "/classifier")},
+    "default, fusion, classifier and H/32 stage in fp32": {"keep": ("/fusion", "/classifier", *H32)},
+    "default, weights per tensor": {"per_channel": False},
+    "default, QOperator, conv and matmul only": {"quant_format": "QOperator", "op_types": ["Conv", "MatMul"]},
+    "default, conv and matmul only": {"op_types": ["Conv", "MatMul"]},
+    "default, pointwise conv only (depthwise fp32)": {"op_types": ["Conv", "MatMul"], "depthwise_fp32": True},
 }
-TIMED = [name for name, setting in VARIANTS.items() if setting[-1] is MINMAX]  # the others share a timed graph
+# Ranges do not change the graph: settings that differ from a timed one only in their ranges are not timed.
+TIMED = [name for name, v in VARIANTS.items() if "percentile" not in v]
 
 
-def quantize(pre: Path, out: Path, reader, setting) -> None:
-    fmt, per_channel, op_types, fp32_prefixes, depthwise_fp32, (method, calibration_options) = setting
+def quantize(pre: Path, out: Path, reader, variant: dict) -> None:
+    options = dict(variant)
+    prefixes, depthwise, standardisation_int8 = options.pop("keep", ()), options.pop("depthwise_fp32", False), options.pop("standardisation_int8", False)
     model = onnx.load(str(pre), load_external_data=False)
-    weights = {i.name: i for i in model.graph.initializer}
-    keep = single_channel_convs(pre) + [n.name for n in model.graph.node if fp32_prefixes and n.name.startswith(fp32_prefixes)]
-    if depthwise_fp32:
+    weights = {i.name for i in model.graph.initializer}
+    keep = single_channel_convs(pre) if standardisation_int8 else fp32_nodes(pre)
+    keep += [n.name for n in model.graph.node if prefixes and n.name.startswith(prefixes)]
+    if depthwise:
         keep += [
             n.name for n in model.graph.node
             if n.op_type == "Conv" and n.input[1] in weights and next((a.i for a in n.attribute if a.name == "group"), 1) > 1
         ]
-    extra = {"op_types_to_quantize": op_types} if op_types else {}
-    quantize_static(
-        str(pre), str(out), reader, quant_format=fmt, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-        per_channel=per_channel, calibrate_method=method, reduce_range=True, nodes_to_exclude=keep, extra_options=calibration_options, **extra,
-    )
+    quantize_preprocessed(pre, out, reader, fp32=keep, **options)
 
 
 def graph_to_quantize(model, size: tuple[int, int], work: Path, stem: str) -> Path:
     """`model` exported as `fume export --quantize int8` quantizes it (no gate spreads), pre-processed."""
-    plain, pre = work / f"{stem}_plain.onnx", work / f"{stem}_pre.onnx"
+    plain = work / f"{stem}_plain.onnx"
     export_onnx(model, plain, size, for_int8=True)
-    quant_pre_process(str(plain), str(pre), skip_symbolic_shape=False)
-    return pre
+    return preprocess_for_int8(plain, work).rename(work / f"{stem}_pre.onnx")
 
 
 def speed(args, work: Path) -> None:
     import torch
 
-    from fume.inference.benchmark import _ListReader, synthetic_pairs
+    from fume.inference.benchmark import synthetic_pairs
+    from fume.inference.quantize import ListReader
     from fume.models import create_model
 
     torch.manual_seed(0)
@@ -90,7 +88,7 @@ def speed(args, work: Path) -> None:
     runners = {"fp32": OnnxBackend(fp32, threads=args.threads)}
     for i, name in enumerate(TIMED):
         out = work / f"v{i}.onnx"
-        quantize(pre, out, _ListReader(calibration, ["co2", "ch4", "modality_mask"]), VARIANTS[name])
+        quantize(pre, out, ListReader(calibration, ["co2", "ch4", "modality_mask"]), VARIANTS[name])
         runners[name] = OnnxBackend(out, threads=args.threads)
     rng = np.random.default_rng(0)
     x = [rng.random((1, 1, 480, 640), dtype=np.float32) for _ in range(2)] + [np.ones((1, 2), np.float32)]
@@ -99,7 +97,7 @@ def speed(args, work: Path) -> None:
     print(f"load average after {os.getloadavg()}\n\nint8 gain = median over alternating calls of fp32 time / int8 time")
     for name in TIMED:
         gain = statistics.median(a / b for a, b in zip(timed["fp32"]["times_ms"], timed[name]["times_ms"]))
-        print(f"  {name:<45} p50 {timed[name]['p50_ms']:7.1f} ms (fp32 {timed['fp32']['p50_ms']:.1f})  gain {gain:.2f}x")
+        print(f"  {name:<50} p50 {timed[name]['p50_ms']:7.1f} ms (fp32 {timed['fp32']['p50_ms']:.1f})  gain {gain:.2f}x")
 
 
 def accuracy(args, work: Path) -> None:
@@ -131,35 +129,39 @@ def accuracy(args, work: Path) -> None:
     print(f"\n{len(table)} validation pairs; fp32 mIoU {100 * base['miou']:.2f}, balanced accuracy {100 * base['balanced_accuracy']:.2f}")
     for name in VARIANTS:
         m = scores[name].metrics
-        print(f"  {name:<45} mIoU {100 * (m['miou'] - base['miou']):+.2f}  balanced accuracy "
+        print(f"  {name:<50} mIoU {100 * (m['miou'] - base['miou']):+.2f}  balanced accuracy "
               f"{100 * (m['balanced_accuracy'] - base['balanced_accuracy']):+.2f} points  same class {round(m['same_class_as_fp32'] * len(table))}/{len(table)}")
 
 
-CALIBRATIONS_COSTED = ("default: QDQ, per channel, every operator", "default, percentile 99.999 calibration")
+ORT_MINMAX = "ONNX Runtime's own min/max calibrater"
+CALIBRATIONS_COSTED = (DEFAULT, ORT_MINMAX)
 
 
 def calibration_cost(args) -> None:
-    """Time and peak memory of calibrating + quantizing FUME at 640x480 on `--pairs` frames, MinMax
-    against percentile, each in a fresh process of this script (peak RSS is per process)."""
+    """Time and peak memory of calibrating + quantizing FUME at 640x480 on `--pairs` frames: the
+    default (FUME's percentile calibrater) against ONNX Runtime's min/max calibrater, each in a
+    fresh process of this script (peak RSS is per process)."""
     import subprocess
     import sys
 
     print(f"\ncalibrating and quantizing FUME at 640x480 on {args.pairs} pairs:")
     for name in CALIBRATIONS_COSTED:
         done = subprocess.run([sys.executable, __file__, "--calibrate-once", name, "--pairs", str(args.pairs)], capture_output=True, text=True)
-        print(f"  {name:<45} {(done.stdout.strip() or done.stderr.strip()).splitlines()[-1]}")
+        print(f"  {name:<50} {(done.stdout.strip() or done.stderr.strip()).splitlines()[-1]}")
 
 
 def calibrate_once(name: str, pairs: int, work: Path) -> None:
-    """One setting's calibration and quantization, timed, with the process's peak memory. A FUME with
-    random batch-norm statistics: an untrained one has constant activations that percentile refuses."""
+    """One calibration and quantization, timed, with the process's peak memory, on a FUME with
+    random batch-norm statistics (activations like a trained model's, not an untrained one's)."""
     import resource
     import sys
     import time
 
     import torch
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
-    from fume.inference.benchmark import _ListReader, synthetic_pairs
+    from fume.inference.benchmark import synthetic_pairs
+    from fume.inference.quantize import ListReader
     from fume.models import create_model
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "models"))
@@ -167,9 +169,16 @@ def calibrate_once(name: str, pairs: int, work: Path) -> None:
 
     torch.manual_seed(0)
     pre = graph_to_quantize(make_nontrivial(create_model("fume")).eval(), (640, 480), work, "cost")
-    calibration = synthetic_pairs((640, 480), pairs)
+    reader = ListReader(synthetic_pairs((640, 480), pairs), ["co2", "ch4", "modality_mask"])
     start = time.perf_counter()
-    quantize(pre, work / "cost.onnx", _ListReader(calibration, ["co2", "ch4", "modality_mask"]), VARIANTS[name])
+    if name == ORT_MINMAX:
+        quantize_static(
+            str(pre), str(work / "cost.onnx"), reader, quant_format=QuantFormat.QDQ, activation_type=QuantType.QUInt8,
+            weight_type=QuantType.QInt8, per_channel=True, calibrate_method=CalibrationMethod.MinMax, reduce_range=True,
+            nodes_to_exclude=fp32_nodes(pre),
+        )
+    else:
+        quantize(pre, work / "cost.onnx", reader, VARIANTS[name])
     print(f"{time.perf_counter() - start:.0f} s, peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.1f} GB")
 
 
@@ -180,7 +189,7 @@ def main() -> None:
     parser.add_argument("--no-speed", action="store_true")
     parser.add_argument("--runs", type=int, default=20)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--calibration-cost", action="store_true", help="also time MinMax and percentile calibration at 640x480")
+    parser.add_argument("--calibration-cost", action="store_true", help="also time the default calibration and ONNX Runtime's min/max at 640x480")
     parser.add_argument("--pairs", type=int, default=64, help="calibration pairs for --calibration-cost (fume export's default)")
     parser.add_argument("--calibrate-once", choices=CALIBRATIONS_COSTED, help=argparse.SUPPRESS)  # --calibration-cost's child process
     args = parser.parse_args()

@@ -101,27 +101,12 @@ def synthetic_pairs(size: tuple[int, int], n: int, seed: int = 0) -> list[dict[s
     return pairs
 
 
-class _ListReader:
-    def __init__(self, items: list[dict[str, np.ndarray]], names: list[str]) -> None:
-        self.items = [{k: v for k, v in item.items() if k in names} for item in items]
-        self.position = 0
-
-    def get_next(self):
-        if self.position >= len(self.items):
-            return None
-        self.position += 1
-        return self.items[self.position - 1]
-
-    def rewind(self) -> None:
-        self.position = 0
-
-
 def prepare_onnx(model: Any, config: Any, size: tuple[int, int], work: Path, name: str, int8: bool, calibration: list[dict[str, np.ndarray]]) -> dict[str, str]:
     """fp32 (and int8) ONNX files of `model` at `size` in `work`."""
     import onnx
 
     from fume.inference.onnx import export_fp32, export_onnx
-    from fume.inference.quantize import quantize_int8
+    from fume.inference.quantize import ListReader, quantize_int8
 
     fp32 = work / f"{name}.onnx"
     if config is not None:
@@ -134,7 +119,7 @@ def prepare_onnx(model: Any, config: Any, size: tuple[int, int], work: Path, nam
         export_onnx(model, plain, size=size, for_int8=True)
         names = [i.name for i in onnx.load(str(plain), load_external_data=False).graph.input]
         out = work / f"{name}.int8.onnx"
-        quantize_int8(plain, out, _ListReader(calibration, names), work)
+        quantize_int8(plain, out, ListReader(calibration, names), work)
         files["onnxruntime-int8"] = str(out)
     return files
 
@@ -392,10 +377,10 @@ def run_benchmark(
             if onnx is not None:
                 files["onnxruntime"] = str(onnx)
                 if int8:
-                    from fume.inference.quantize import quantize_int8
+                    from fume.inference.quantize import ListReader, quantize_int8
 
                     names = ["co2", "ch4", "modality_mask"]
-                    quantize_int8(Path(onnx), work / "model.int8.onnx", _ListReader(calib, names), work)
+                    quantize_int8(Path(onnx), work / "model.int8.onnx", ListReader(calib, names), work)
                     files["onnxruntime-int8"] = str(work / "model.int8.onnx")
             else:
                 files = prepare_onnx(torch_model, config, size, work, "model", int8, calib)
