@@ -55,6 +55,18 @@ def test_export_and_predict_with_the_onnx_file(checkpoint: Path, dataset: Path, 
     assert result.exit_code == 0, result.output
 
 
+def test_int8_export_prints_what_int8_kept(checkpoint: Path, dataset: Path, tmp_path: Path) -> None:
+    out = tmp_path / "fume.onnx"
+    result = run("export", "-k", checkpoint, "--out", out, "--quantize", "int8",
+                 "--calibration", dataset / "paired_train_annotations.csv", "--calibration-pairs", "4")
+    assert result.exit_code == 0, result.output
+    int8 = json.loads(out.with_suffix(".json").read_text())["int8"]["int8"]
+    n = int8["num_pairs"]
+    kept = round(int8["same_class_as_fp32"] * n)
+    pixels = 100 * int8["same_pixel_as_fp32"]
+    assert f"same as fp32: the class of {kept} of {n} pairs, the label of {pixels:.2f} % of the pixels" in " ".join(result.output.split())
+
+
 def test_generate_sequence_then_video_mode(checkpoint: Path, tmp_path: Path) -> None:
     seq = tmp_path / "seq"
     result = run("generate", seq, "--sequence", "--frames", "4", "--fps", "8", "--ph", "6.5,5.0", "--size", "96x64")

@@ -191,6 +191,14 @@ def export_command(
                 before, after, delta = q["fp32"][key], q["int8"][key], q["delta"][key]
                 colour = "red" if delta < -0.01 else "green"
                 out_console.print(f"  {key:<18} fp32 {100 * before:6.2f}  int8 {100 * after:6.2f}  change [{colour}]{100 * delta:+.2f}[/] points")
+        n, agree, same = q["int8"]["num_pairs"], q["int8"], []
+        if "same_class_as_fp32" in agree:
+            kept = round(agree["same_class_as_fp32"] * n)
+            same.append(f"the class of [{'green' if kept == n else 'red'}]{kept} of {n} pairs[/]")
+        if "same_pixel_as_fp32" in agree:
+            same.append(f"the label of {100 * agree['same_pixel_as_fp32']:.2f} % of the pixels")
+        if same:
+            out_console.print(f"  same as fp32: {', '.join(same)}")
     out_console.print(f"figures in {result.report_path}")
 
 
