@@ -31,6 +31,7 @@ from fume.inference.quantize import fp32_nodes, preprocess_for_int8, quantize_pr
 from fume.machine import machine_description, time_calls
 
 H32 = tuple(f"/encoder/global_features/global_features.{i}" for i in range(6, 10))
+DOWNSAMPLE = ("/encoder/downsample/",)
 DEFAULT = "default: percentile ranges, standardisation fp32"
 # name: options of quantize_preprocessed, plus "keep" (node-name prefixes also kept fp32),
 # "depthwise_fp32" and "standardisation_int8" (only the first convolution fp32, as before)
@@ -41,6 +42,7 @@ VARIANTS: dict[str, dict] = {
     "percentile ranges, standardisation int8": {"standardisation_int8": True},
     "default, fusion and classifier in fp32": {"keep": ("/fusion", "/classifier")},
     "default, fusion, classifier and H/32 stage in fp32": {"keep": ("/fusion", "/classifier", *H32)},
+    "default, downsampling stages in fp32": {"keep": DOWNSAMPLE},
     "default, weights per tensor": {"per_channel": False},
     "default, QOperator, conv and matmul only": {"quant_format": "QOperator", "op_types": ["Conv", "MatMul"]},
     "default, conv and matmul only": {"op_types": ["Conv", "MatMul"]},

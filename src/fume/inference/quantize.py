@@ -173,9 +173,12 @@ def activation_ranges(
             if flat.size == 0:
                 continue
             low[name], high[name] = min(low[name], float(value.min())), max(high[name], float(value.max()))
+            if largest[name].size == keep[name]:  # full: a value not above the smallest kept one cannot be t
+                flat = flat[flat > largest[name][0]]
             both = np.concatenate([largest[name], flat])
             k = min(keep[name], both.size)
             largest[name] = np.partition(both, both.size - k)[both.size - k :]
+            largest[name].sort()  # smallest first, for the test above
     ranges = {}
     for name in keep:
         if largest[name].size:
