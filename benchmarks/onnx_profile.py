@@ -4,8 +4,10 @@ batch 1.
 
     .venv/bin/python benchmarks/onnx_profile.py [--size 640x480] [--runs 30] [--threads 2] [--int8] [--top 15]
     .venv/bin/python benchmarks/onnx_profile.py --onnx fume.onnx     # a file from `fume export`
+    .venv/bin/python benchmarks/onnx_profile.py --modules            # also kernel time per module
 
-Prints, per model, the share of kernel time of each operator type and the slowest nodes, summed
+Prints, per model, the share of kernel time of each operator type and the slowest nodes (with
+--modules also per module of the network: the first two parts of the node names), summed
 over `--runs` profiled calls (ONNX Runtime's own profiler: kernel times, not wall time), plus the
 machine's load average, since on a shared machine every absolute figure moves with it.
 """
@@ -15,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import tempfile
 from collections import defaultdict
 from pathlib import Path
@@ -54,6 +57,18 @@ def profile(path: str, feeds: list[dict[str, np.ndarray]], runs: int, threads: i
     return {"node": dict(by_node), "op": dict(by_op)}
 
 
+def per_module(by_node: dict[str, float]) -> dict[str, dict[str, float]]:
+    """Kernel time per module and operator type: a module is the first two parts of a node's path,
+    layer indices dropped (encoder/global_features, co2/head); nodes outside any module: (graph)."""
+    modules: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
+    for node, us in by_node.items():
+        name, op = node.rsplit(" (", 1)
+        path = [part for part in name.split("/") if part][:-1]  # the last part names the node itself
+        module = "/".join(re.sub(r"(\.\d+)+(_\d+)?$", "", part) for part in path[:2]) or "(graph)"
+        modules[module][op.rstrip(")")] += us
+    return modules
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--size", default="640x480")
@@ -62,6 +77,7 @@ def main() -> None:
     parser.add_argument("--top", type=int, default=15)
     parser.add_argument("--int8", action="store_true", help="also quantize both models and profile the int8 files")
     parser.add_argument("--onnx", type=Path, help="profile this FUME file instead of an untrained export")
+    parser.add_argument("--modules", action="store_true", help="also print kernel time per module (e.g. encoder/global_features, co2/head)")
     args = parser.parse_args()
     size = parse_size(args.size)
     width, height = size
@@ -89,6 +105,12 @@ def main() -> None:
                 print(f"\n== {name} {kind}: {total / 1000:.1f} ms of kernel time per pair")
                 for op, us in sorted(prof["op"].items(), key=lambda kv: -kv[1]):
                     print(f"  {op:<28}{us / 1000:8.2f} ms {100 * us / total:6.1f} %")
+                if args.modules:
+                    print("  -- per module (operator types in brackets)")
+                    for module, ops in sorted(per_module(prof["node"]).items(), key=lambda kv: -sum(kv[1].values())):
+                        us = sum(ops.values())
+                        top = ", ".join(f"{op} {t / 1000:.2f}" for op, t in sorted(ops.items(), key=lambda kv: -kv[1])[:4])
+                        print(f"  {module:<28}{us / 1000:8.2f} ms {100 * us / total:6.1f} %  [{top}]")
                 print(f"  -- slowest {args.top} nodes")
                 for node, us in sorted(prof["node"].items(), key=lambda kv: -kv[1])[: args.top]:
                     print(f"  {node[:70]:<72}{us / 1000:7.2f} ms {100 * us / total:5.1f} %")
