@@ -44,6 +44,7 @@ VARIANTS: dict[str, dict] = {
     "default, fusion, classifier and H/32 stage in fp32": {"keep": ("/fusion", "/classifier", *H32)},
     "default, downsampling stages in fp32": {"keep": DOWNSAMPLE},
     "default, weights per tensor": {"per_channel": False},
+    "default, 8-bit uint8 weights (u8u8)": {"uint8_weights": True},
     "default, QOperator, conv and matmul only": {"quant_format": "QOperator", "op_types": ["Conv", "MatMul"]},
     "default, conv and matmul only": {"op_types": ["Conv", "MatMul"]},
     "default, pointwise conv only (depthwise fp32)": {"op_types": ["Conv", "MatMul"], "depthwise_fp32": True},
