@@ -27,7 +27,7 @@ import onnx
 
 from fume.inference.backends import OnnxBackend
 from fume.inference.onnx import export_onnx
-from fume.inference.quantize import fp32_nodes, preprocess_for_int8, quantize_preprocessed, single_channel_convs
+from fume.inference.quantize import first_convs, fp32_nodes, preprocess_for_int8, quantize_preprocessed
 from fume.machine import machine_description, time_calls
 
 H32 = tuple(f"/encoder/global_features/global_features.{i}" for i in range(6, 10))
@@ -58,7 +58,7 @@ def quantize(pre: Path, out: Path, reader, variant: dict) -> None:
     prefixes, depthwise, standardisation_int8 = options.pop("keep", ()), options.pop("depthwise_fp32", False), options.pop("standardisation_int8", False)
     model = onnx.load(str(pre), load_external_data=False)
     weights = {i.name for i in model.graph.initializer}
-    keep = single_channel_convs(pre) if standardisation_int8 else fp32_nodes(pre)
+    keep = first_convs(pre) if standardisation_int8 else fp32_nodes(pre)
     keep += [n.name for n in model.graph.node if prefixes and n.name.startswith(prefixes)]
     if depthwise:
         keep += [

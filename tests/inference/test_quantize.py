@@ -15,8 +15,8 @@ from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, 
 
 from fume.errors import DataError
 from fume.inference.onnx import export_onnx
-from fume.inference.quantize import ListReader, activation_ranges, fp32_nodes, preprocess_for_int8, quantize_preprocessed, single_channel_convs
-from fume.models import create_model
+from fume.inference.quantize import ListReader, activation_ranges, first_convs, fp32_nodes, preprocess_for_int8, quantize_preprocessed
+from fume.models import create_model, list_models
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "models"))
 from model_helpers import make_nontrivial  # noqa: E402
@@ -100,7 +100,7 @@ def test_standardisation_and_first_convolutions_stay_fp32(fume_graph: Path, tmp_
     quantize_preprocessed(fume_graph, out, ListReader(_pairs(2)))
     model = onnx.load(str(out))
     producer = {o: n for n in model.graph.node for o in n.output}
-    first = single_channel_convs(fume_graph)
+    first = first_convs(fume_graph)
     assert len(first) == 2 and all(n.op_type == "Conv" for n in model.graph.node if n.name in first)  # one per gas
 
     def upstream(tensors: list[str]) -> list:
@@ -133,3 +133,16 @@ def test_constant_activations_and_an_empty_table(fume_graph: Path, tmp_path: Pat
     assert (tmp_path / "untrained.int8.onnx").is_file()
     with pytest.raises(DataError, match="int8 calibration got no pairs"):
         quantize_preprocessed(fume_graph, tmp_path / "none.onnx", ListReader([]))
+
+
+@pytest.mark.parametrize("name", sorted(list_models()))
+def test_every_models_frame_path_stays_fp32(name: str, tmp_path: Path) -> None:
+    """Whatever reads the frames first (one gray channel per encoder pass, or both gases stacked in
+    early_fusion) and the standardisation before it are left to fp32."""
+    export_onnx(create_model(name).eval(), tmp_path / "m.onnx", SIZE, for_int8=True)
+    pre = preprocess_for_int8(tmp_path / "m.onnx", tmp_path)
+    model = onnx.load(str(pre))
+    ops = {n.name: n.op_type for n in model.graph.node}
+    first = first_convs(pre)
+    assert first and all(ops[n] == "Conv" for n in first)
+    assert {"Conv", "Where", "Sub", "Div", "ReduceMean"} <= {ops[n] for n in fp32_nodes(pre)}
