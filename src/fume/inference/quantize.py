@@ -196,15 +196,12 @@ def range_overrides(model_path: Path, ranges: dict[str, tuple[float, float]], fp
     import onnx
 
     model = onnx.load(str(model_path), load_external_data=False)
-    readers: dict[str, int] = {}
-    for node in model.graph.node:
-        for name in node.input:
-            readers[name] = readers.get(name, 0) + 1
+    readers = tensor_readers(model)
     ranges = dict(ranges)
     for node in model.graph.node:
         if node.name in fp32:
             continue
-        if node.op_type in ("Relu", "Clip") and readers.get(node.input[0]) == 1 and node.output[0] in ranges:
+        if node.op_type in ("Relu", "Clip") and len(readers.get(node.input[0], [])) == 1 and node.output[0] in ranges:
             ranges[node.input[0]] = ranges[node.output[0]]
         elif node.op_type == "Softmax":
             ranges.pop(node.output[0], None)
@@ -258,10 +255,7 @@ def first_convs(path: Path) -> list[str]:
     import onnx
 
     model = onnx.load(str(path), load_external_data=False)
-    readers: dict[str, list] = {}
-    for node in model.graph.node:
-        for name in node.input:
-            readers.setdefault(name, []).append(node)
+    readers = tensor_readers(model)
     todo = [i.name for i in model.graph.input if len(i.type.tensor_type.shape.dim) == 4]
     seen: set[str] = set()
     first: list[str] = []
@@ -275,3 +269,12 @@ def first_convs(path: Path) -> list[str]:
             else:
                 todo.extend(node.output)
     return first
+
+
+def tensor_readers(model: Any) -> dict[str, list[Any]]:
+    """The nodes of an ONNX model that read each tensor, by tensor name."""
+    readers: dict[str, list[Any]] = {}
+    for node in model.graph.node:
+        for name in node.input:
+            readers.setdefault(name, []).append(node)
+    return readers
